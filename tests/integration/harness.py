@@ -487,11 +487,10 @@ class Sim:
     def clock(self, offset_s):
         self._control("POST", "/_sim/clock", {"offset_s": offset_s})
 
-    def signed_get(self, path, project_id=PROJECT_ID, extra=None,
-                   sign_extra=True, ak=None, sk=None, date=None,
-                   security_token=None):
-        """A GET signed the way recgate should sign it, straight to the
-        simulator.  Returns (status, headers, body)."""
+    def signed_headers(self, path, project_id=PROJECT_ID, ak=None, sk=None,
+                       date=None, security_token=None, extra=None):
+        """The headers recgate should send for a GET of path (lower-case
+        names, Authorization included); extra headers are signed too."""
         headers = {"host": "localhost:%d" % self.port,
                    "content-type": "application/json",
                    "x-project-id": project_id,
@@ -499,20 +498,19 @@ class Sim:
         token = security_token or self.security_token
         if token is not None:
             headers["x-security-token"] = token
-        if extra and sign_extra:
-            headers.update(extra)
-        auth = sign(ak or self.ak, sk or self.sk, "GET", path.split("?")[0],
-                    headers)
-        send = dict(headers)
-        if extra and not sign_extra:
-            send.update(extra)
-        send["authorization"] = auth
-        conn = self.connection()
+        headers.update(extra or {})
+        headers["authorization"] = sign(ak or self.ak, sk or self.sk, "GET",
+                                        path.split("?")[0], headers)
+        return headers
+
+    def send(self, method, path, headers, timeout=10):
+        """Sends exactly these headers (no Host or Accept-Encoding of
+        http.client's own); returns (status, lower-case headers, body)."""
+        conn = self.connection(timeout)
         try:
-            # http.client would add its own Host; ours is already there.
-            conn.putrequest("GET", path, skip_host=True,
+            conn.putrequest(method, path, skip_host=True,
                             skip_accept_encoding=True)
-            for name, value in send.items():
+            for name, value in headers.items():
                 conn.putheader(name, value)
             conn.endheaders()
             resp = conn.getresponse()
@@ -521,6 +519,15 @@ class Sim:
                     {k.lower(): v for k, v in resp.getheaders()}, data)
         finally:
             conn.close()
+
+    def signed_get(self, path, unsigned=None, timeout=10, **kw):
+        """A GET signed the way recgate should sign it, straight to the
+        simulator; keyword arguments go to signed_headers, unsigned
+        headers are added after signing.  Returns (status, headers,
+        body)."""
+        headers = self.signed_headers(path, **kw)
+        headers.update(unsigned or {})
+        return self.send("GET", path, headers, timeout)
 
     def stop(self):
         if self.proc is not None:
