@@ -1,0 +1,54 @@
+/* log.h - structured logs: one JSON object per line on stderr.
+ * SPDX-License-Identifier: MIT
+ *
+ * A line is built field by field in a fixed buffer and written with one
+ * write(2), so lines from several processes never interleave. Callers must
+ * never hand a secret to the logger: there is no masking here.
+ */
+#ifndef RECGATE_LOG_H
+#define RECGATE_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+typedef enum {
+    LOG_DEBUG = 0,
+    LOG_INFO,
+    LOG_WARN,
+    LOG_ERROR,
+} log_level;
+
+#define LOG_LINE_MAX 4096
+
+typedef struct {
+    char buf[LOG_LINE_MAX];
+    size_t len;
+    bool active; /* false when the level is off: every call is a no-op */
+} log_line;
+
+void log_set_level(log_level level);
+log_level log_get_level(void);
+bool log_enabled(log_level level);
+
+/* Parses "debug", "info", "warn" or "error". Returns 0, or -1. */
+int log_level_parse(const char *text, log_level *out);
+const char *log_level_name(log_level level);
+
+/* Starts a line with ts, level and msg. Values are JSON-escaped; a value
+ * that would overflow the line is cut short rather than dropped. */
+void log_begin(log_line *line, log_level level, const char *msg);
+void log_str(log_line *line, const char *key, const char *value);
+void log_int(log_line *line, const char *key, long long value);
+void log_num(log_line *line, const char *key, double value);
+void log_end(log_line *line);
+
+/* One-call form for a message with up to one string field. */
+void log_msg(log_level level, const char *msg, const char *key,
+             const char *value);
+
+/* True at most once per interval_s for the given clock slot, for errors
+ * that would otherwise repeat on every request. */
+bool log_once_per(time_t *last, int interval_s);
+
+#endif /* RECGATE_LOG_H */

@@ -1,0 +1,38 @@
+/* metrics.h - the gateway's counters, rendered in Prometheus text format.
+ * SPDX-License-Identifier: MIT
+ *
+ * Counters live in process memory and are touched only from the event
+ * loop's thread, so they need no locks.
+ */
+#ifndef RECGATE_METRICS_H
+#define RECGATE_METRICS_H
+
+#include <stdint.h>
+
+struct evbuffer;
+
+typedef enum {
+    METRIC_COALESCED = 0,
+    METRIC_RATELIMITED,
+    METRIC_CACHE_WRITES,
+    METRIC_VALIDATION_FAILURES,
+    METRIC_REDIS_ERRORS,
+    METRIC_COUNTER_COUNT,
+} metric_counter;
+
+void metrics_inc(metric_counter which);
+
+/* One answered client request: code is the HTTP status, cache is "hit",
+ * "miss" or "none" (answered without a record lookup). */
+void metrics_request(int code, const char *cache);
+
+/* One upstream exchange: code is the HTTP status, or 0 when there was no
+ * answer (connect, TLS or timeout failure). */
+void metrics_upstream(int code, double seconds);
+
+void metrics_set_l1_bytes(int64_t bytes);
+
+/* Appends the whole exposition to buf. */
+void metrics_render(struct evbuffer *buf);
+
+#endif /* RECGATE_METRICS_H */

@@ -1,0 +1,787 @@
+/* server.c - the HTTP front end: routes, checks and the record flow.
+ * SPDX-License-Identifier: MIT
+ */
+#include "recgate/server.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include "recgate/access.h"
+#include "recgate/cache.h"
+#include "recgate/log.h"
+#include "recgate/metrics.h"
+#include "recgate/record.h"
+#include "recgate/reply.h"
+#include "recgate/route.h"
+#include "recgate/upstream.h"
+
+#define REQUEST_ID_MAX 128
+#define FLIGHT_BUCKETS 1024
+#define ALLOWED_METHODS "GET, HEAD"
+#define CREDENTIAL_LOG_INTERVAL_S 60
+
+typedef struct request_ctx request_ctx;
+typedef struct flight flight;
+
+/* One client request, from the handler until its answer is sent. */
+struct request_ctx {
+    server *srv;
+    struct evhttp_request *req;
+    route rt;
+    char request_id[REQUEST_ID_MAX + 1];
+    struct timeval started;
+    const char *cache;        /* "hit", "miss" or "none" */
+    const char *upstream_id;  /* set only while the answer is built */
+    double upstream_ms;
+    TAILQ_ENTRY(request_ctx) link;
+};
+
+/* One lookup of one record, shared by every request for it that arrives
+ * while the lookup is under way. */
+struct flight {
+    server *srv;
+    char project[ROUTE_PROJECT_LEN + 1];
+    char record[ROUTE_RECORD_MAX + 1];
+    unsigned bucket;
+    TAILQ_HEAD(, request_ctx) waiters;
+    LIST_ENTRY(flight) link;
+};
+
+struct server {
+    struct event_base *base;
+    const config *cfg;
+    struct evhttp *http;
+    struct evhttp_bound_socket *listener;
+    cache *cache;
+    upstream *upstream;
+    record_rules *rules;
+    access_list *access;
+    struct event *drain_timer;
+    bool draining;
+    long in_flight;
+    time_t credentials_logged;
+    LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
+};
+
+
+/* --- request ids, timing, the access log ------------------------------ */
+
+static bool
+sane_request_id(const char *id)
+{
+    size_t n = strlen(id);
+
+    if (n == 0 || n > REQUEST_ID_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'z')
+            && !(c >= 'A' && c <= 'Z') && c != '-' && c != '_' && c != '.'
+            && c != ':') {
+            return false;
+        }
+    }
+    return true;
+}
+
+
+static void
+pick_request_id(request_ctx *ctx)
+{
+    static const char hex[] = "0123456789abcdef";
+    struct evkeyvalq *in = evhttp_request_get_input_headers(ctx->req);
+    const char *theirs = evhttp_find_header(in, "X-Request-Id");
+    unsigned char raw[16];
+
+    if (theirs != NULL && sane_request_id(theirs)) {
+        snprintf(ctx->request_id, sizeof(ctx->request_id), "%s", theirs);
+        return;
+    }
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        memset(raw, 0, sizeof(raw));
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        ctx->request_id[2 * i] = hex[raw[i] >> 4];
+        ctx->request_id[2 * i + 1] = hex[raw[i] & 0xf];
+    }
+    ctx->request_id[2 * sizeof(raw)] = '\0';
+}
+
+
+static double
+ms_since(const struct timeval *start)
+{
+    struct timeval now;
+
+    gettimeofday(&now, NULL);
+    return (double)(now.tv_sec - start->tv_sec) * 1e3
+           + (double)(now.tv_usec - start->tv_usec) / 1e3;
+}
+
+
+static const char *
+method_name(enum evhttp_cmd_type type)
+{
+    switch (type) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    default: return "OTHER";
+    }
+}
+
+
+static void
+log_access(request_ctx *ctx, int status)
+{
+    log_line line;
+
+    log_begin(&line, LOG_INFO, "request");
+    if (!line.active) {
+        return;
+    }
+    log_str(&line, "request_id", ctx->request_id);
+    log_str(&line, "method", method_name(evhttp_request_get_command(ctx->req)));
+    log_str(&line, "path", evhttp_request_get_uri(ctx->req));
+    log_int(&line, "status", status);
+    log_str(&line, "cache", ctx->cache);
+    log_num(&line, "upstream_ms", ctx->upstream_ms);
+    if (ctx->upstream_id != NULL) {
+        log_str(&line, "upstream_request_id", ctx->upstream_id);
+    }
+    log_num(&line, "ms", ms_since(&ctx->started));
+    log_end(&line);
+}
+
+
+/* Every answer ends here: log, count, free, and finish a drain. */
+static void
+request_done(request_ctx *ctx, int status)
+{
+    server *srv = ctx->srv;
+
+    log_access(ctx, status);
+    metrics_request(status, ctx->cache);
+    free(ctx);
+
+    srv->in_flight--;
+    if (srv->draining && srv->in_flight == 0) {
+        event_base_loopexit(srv->base, NULL);
+    }
+}
+
+
+static void
+fail(request_ctx *ctx, int status, const char *code, const char *msg)
+{
+    reply_error(ctx->req, status, code, msg, ctx->request_id);
+    request_done(ctx, status);
+}
+
+
+/* --- answers with a record -------------------------------------------- */
+
+static void
+send_record(request_ctx *ctx, const char *json, size_t len, bool finished)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(ctx->req);
+    struct evbuffer *body = evbuffer_new();
+    char cache_control[64];
+
+    reply_common_headers(ctx->req, ctx->request_id);
+    evhttp_add_header(out, "X-Cache",
+                      strcmp(ctx->cache, "hit") == 0 ? "HIT" : "MISS");
+    if (finished) {
+        long long max_age = ctx->srv->cfg->cache_ttl_ms > 0
+                                ? ctx->srv->cfg->cache_ttl_ms / 1000
+                                : 31536000;
+        snprintf(cache_control, sizeof(cache_control), "max-age=%lld",
+                 max_age);
+        evhttp_add_header(out, "Cache-Control", cache_control);
+    } else {
+        evhttp_add_header(out, "Cache-Control", "no-store");
+    }
+
+    evbuffer_add(body, json, len);
+    evhttp_send_reply(ctx->req, 200, "OK", body);
+    evbuffer_free(body);
+    request_done(ctx, 200);
+}
+
+
+/* --- the shared lookup ------------------------------------------------- */
+
+static unsigned
+flight_bucket(const char *project, const char *record)
+{
+    unsigned h = 2166136261u;
+
+    for (const char *p = project; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    }
+    for (const char *p = record; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    }
+    return h % FLIGHT_BUCKETS;
+}
+
+
+static flight *
+flight_find(server *srv, const route *rt, unsigned bucket)
+{
+    flight *f;
+
+    LIST_FOREACH(f, &srv->flights[bucket], link) {
+        if (strcmp(f->project, rt->project_id) == 0
+            && strcmp(f->record, rt->record_id) == 0) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+
+/* Takes the flight out of the table, so requests arriving while its
+ * waiters are answered start a new lookup rather than join a finished
+ * one. The caller answers the waiters, then frees it. */
+static void
+flight_close(flight *f)
+{
+    LIST_REMOVE(f, link);
+}
+
+
+static void
+flight_free(flight *f)
+{
+    free(f);
+}
+
+
+static void
+answer_all_record(flight *f, const char *cache, const char *json,
+                  size_t len, bool finished, double upstream_ms,
+                  const char *upstream_id)
+{
+    request_ctx *ctx;
+
+    flight_close(f);
+    while ((ctx = TAILQ_FIRST(&f->waiters)) != NULL) {
+        TAILQ_REMOVE(&f->waiters, ctx, link);
+        ctx->cache = cache;
+        ctx->upstream_ms = upstream_ms;
+        ctx->upstream_id = upstream_id;
+        send_record(ctx, json, len, finished);
+    }
+    flight_free(f);
+}
+
+
+typedef struct {
+    int status;
+    const char *code;
+    const char *msg;
+    const char *retry_after;
+} failure;
+
+
+static void
+answer_all_error(flight *f, const failure *why, double upstream_ms,
+                 const char *upstream_id)
+{
+    request_ctx *ctx;
+
+    flight_close(f);
+    while ((ctx = TAILQ_FIRST(&f->waiters)) != NULL) {
+        TAILQ_REMOVE(&f->waiters, ctx, link);
+        ctx->cache = "miss";
+        ctx->upstream_ms = upstream_ms;
+        ctx->upstream_id = upstream_id;
+        if (why->retry_after != NULL) {
+            evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
+                              "Retry-After", why->retry_after);
+        }
+        fail(ctx, why->status, why->code, why->msg);
+    }
+    flight_free(f);
+}
+
+
+/* The cloud's own 400/404 body, when it is in the cloud's error shape,
+ * is passed through; its texts are bounded by the upstream body cap. */
+static failure
+passed_through(const upstream_result *res, json_t **holder, int status,
+               const char *code, const char *msg)
+{
+    failure why = {.status = status, .code = code, .msg = msg};
+    json_t *doc = json_loadb(res->body, res->body_len, 0, NULL);
+    const char *c = json_string_value(json_object_get(doc, "error_code"));
+    const char *m = json_string_value(json_object_get(doc, "error_msg"));
+
+    if (c != NULL && m != NULL && strlen(c) <= 64 && strlen(m) <= 512) {
+        why.code = c;
+        why.msg = m;
+    }
+    *holder = doc;
+    return why;
+}
+
+
+static void
+log_upstream_failure(const flight *f, const upstream_result *res,
+                     const char *what)
+{
+    log_line line;
+
+    log_begin(&line, LOG_WARN, what);
+    log_str(&line, "project_id", f->project);
+    log_str(&line, "record_id", f->record);
+    if (res->outcome == UPSTREAM_ANSWERED) {
+        log_int(&line, "upstream_status", res->status);
+    }
+    log_str(&line, "detail", res->detail);
+    log_str(&line, "upstream_request_id", res->request_id);
+    log_end(&line);
+}
+
+
+static failure
+classify_answer(flight *f, const upstream_result *res, json_t **holder)
+{
+    server *srv = f->srv;
+    failure why = {502, REPLY_UPSTREAM_FAILED, "the cloud API failed", NULL};
+
+    switch (res->status) {
+    case 400:
+        return passed_through(res, holder, 400, REPLY_BAD_INPUT,
+                              "the cloud API refused the request");
+    case 404:
+        return passed_through(res, holder, 404, REPLY_NOT_FOUND,
+                              "no such record");
+    case 401:
+    case 403:
+        if (log_once_per(&srv->credentials_logged,
+                         CREDENTIAL_LOG_INTERVAL_S)) {
+            log_line line;
+            log_begin(&line, LOG_ERROR, "the cloud API refused the "
+                                        "gateway's credentials");
+            log_int(&line, "upstream_status", res->status);
+            log_str(&line, "upstream_request_id", res->request_id);
+            log_end(&line);
+        }
+        why.code = REPLY_UPSTREAM_AUTH;
+        why.msg = "the cloud API refused the gateway's credentials";
+        return why;
+    case 429:
+        why.status = 429;
+        why.code = REPLY_RATE_LIMITED;
+        why.msg = "the cloud API is rate limiting; retry later";
+        why.retry_after = res->retry_after ? res->retry_after : "1";
+        return why;
+    default:
+        log_upstream_failure(f, res, "the cloud API answered an error");
+        return why;
+    }
+}
+
+
+static failure
+classify_failure(flight *f, const upstream_result *res)
+{
+    failure why = {502, REPLY_UPSTREAM_FAILED,
+                   "cannot reach the cloud API", NULL};
+
+    log_upstream_failure(f, res, "upstream fetch failed");
+    if (res->outcome == UPSTREAM_TIMEOUT) {
+        why.status = 504;
+        why.code = REPLY_UPSTREAM_TIME;
+        why.msg = "the cloud API did not answer in time";
+    } else if (res->outcome == UPSTREAM_TOO_LARGE) {
+        why.code = REPLY_UPSTREAM_BODY;
+        why.msg = "the cloud API sent a body over upstream.max_body";
+        metrics_inc(METRIC_VALIDATION_FAILURES);
+    }
+    return why;
+}
+
+
+static void
+handle_record_body(flight *f, const upstream_result *res, double ms)
+{
+    server *srv = f->srv;
+    record_result rec = {0};
+    const char *why = NULL;
+    failure bad = {502, REPLY_UPSTREAM_BODY,
+                   "the cloud API sent an invalid record", NULL};
+
+    if (record_normalize(srv->rules, res->body, res->body_len, f->record,
+                         &rec, &why) != 0) {
+        upstream_result logged = *res;
+        logged.detail = why;
+        metrics_inc(METRIC_VALIDATION_FAILURES);
+        log_upstream_failure(f, &logged, "invalid record from the cloud");
+        answer_all_error(f, &bad, ms, res->request_id);
+        return;
+    }
+
+    /* Only a finished record is stored: a running one must be read from
+     * the cloud again next time. */
+    if (rec.terminal) {
+        cache_put(srv->cache, f->project, f->record, rec.json, rec.len);
+    }
+    answer_all_record(f, "miss", rec.json, rec.len, rec.terminal, ms,
+                      res->request_id);
+    record_result_clear(&rec);
+}
+
+
+static void
+on_upstream_result(const upstream_result *res, void *arg)
+{
+    flight *f = arg;
+    double ms = res->seconds * 1e3;
+    json_t *holder = NULL;
+    failure why;
+
+    if (res->outcome == UPSTREAM_ANSWERED && res->status == 200) {
+        handle_record_body(f, res, ms);
+        return;
+    }
+
+    if (res->outcome == UPSTREAM_ANSWERED) {
+        why = classify_answer(f, res, &holder);
+    } else {
+        why = classify_failure(f, res);
+    }
+    answer_all_error(f, &why, ms, res->request_id);
+    json_decref(holder);
+}
+
+
+static void
+on_cache_result(cache_status status, const char *value, size_t len,
+                void *arg)
+{
+    flight *f = arg;
+
+    if (status == CACHE_HIT && len > 0) {
+        answer_all_record(f, "hit", value, len, true, 0, NULL);
+        return;
+    }
+    upstream_fetch(f->srv->upstream, f->project, f->record,
+                   on_upstream_result, f);
+}
+
+
+/* Joins the lookup already under way for this record, or starts one. */
+static void
+lookup_record(request_ctx *ctx)
+{
+    server *srv = ctx->srv;
+    unsigned bucket = flight_bucket(ctx->rt.project_id, ctx->rt.record_id);
+    flight *f = flight_find(srv, &ctx->rt, bucket);
+
+    if (f != NULL) {
+        metrics_inc(METRIC_COALESCED);
+        TAILQ_INSERT_TAIL(&f->waiters, ctx, link);
+        return;
+    }
+
+    f = calloc(1, sizeof(*f));
+    f->srv = srv;
+    f->bucket = bucket;
+    memcpy(f->project, ctx->rt.project_id, sizeof(f->project));
+    memcpy(f->record, ctx->rt.record_id, sizeof(f->record));
+    TAILQ_INIT(&f->waiters);
+    TAILQ_INSERT_TAIL(&f->waiters, ctx, link);
+    LIST_INSERT_HEAD(&srv->flights[bucket], f, link);
+
+    cache_get(srv->cache, f->project, f->record, on_cache_result, f);
+}
+
+
+/* --- the small routes -------------------------------------------------- */
+
+static void
+send_json(request_ctx *ctx, int status, const char *reason, const char *json)
+{
+    struct evbuffer *body = evbuffer_new();
+
+    reply_common_headers(ctx->req, ctx->request_id);
+    evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
+                      "Cache-Control", "no-store");
+    evbuffer_add(body, json, strlen(json));
+    evhttp_send_reply(ctx->req, status, reason, body);
+    evbuffer_free(body);
+    request_done(ctx, status);
+}
+
+
+static void
+serve_readyz(request_ctx *ctx)
+{
+    bool redis_up = cache_connected(ctx->srv->cache);
+
+    /* Without Redis the gateway still answers, from the cloud: ready,
+     * but degraded, and it says so. */
+    send_json(ctx, 200, "OK",
+              redis_up ? "{\"status\":\"ready\",\"redis\":\"up\"}"
+                       : "{\"status\":\"ready\",\"redis\":\"degraded\"}");
+}
+
+
+static void
+serve_metrics(request_ctx *ctx)
+{
+    struct evbuffer *body = evbuffer_new();
+
+    metrics_render(body);
+    evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
+                      "Content-Type", "text/plain; version=0.0.4");
+    evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
+                      "X-Request-Id", ctx->request_id);
+    evhttp_send_reply(ctx->req, 200, "OK", body);
+    evbuffer_free(body);
+    request_done(ctx, 200);
+}
+
+
+static bool
+check_access(request_ctx *ctx)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(ctx->req);
+    const char *auth = evhttp_find_header(in, "Authorization");
+
+    switch (access_check(ctx->srv->access, auth, ctx->rt.project_id)) {
+    case ACCESS_UNAUTHORIZED:
+        evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
+                          "WWW-Authenticate", "Bearer");
+        fail(ctx, 401, REPLY_UNAUTHORIZED,
+             "a valid bearer token is required");
+        return false;
+    case ACCESS_FORBIDDEN:
+        fail(ctx, 403, REPLY_FORBIDDEN,
+             "this project may not be read through this gateway");
+        return false;
+    default:
+        return true;
+    }
+}
+
+
+static void
+dispatch(request_ctx *ctx)
+{
+    enum evhttp_cmd_type method = evhttp_request_get_command(ctx->req);
+
+    if (ctx->rt.kind == ROUTE_NOT_FOUND) {
+        fail(ctx, 404, REPLY_NOT_FOUND, "no such route");
+        return;
+    }
+    if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
+                          "Allow", ALLOWED_METHODS);
+        fail(ctx, 405, REPLY_BAD_METHOD, "only GET and HEAD are allowed");
+        return;
+    }
+
+    switch (ctx->rt.kind) {
+    case ROUTE_BAD_INPUT:
+        fail(ctx, 400, REPLY_BAD_INPUT, ctx->rt.why);
+        break;
+    case ROUTE_HEALTHZ:
+        send_json(ctx, 200, "OK", "{\"status\":\"ok\"}");
+        break;
+    case ROUTE_READYZ:
+        serve_readyz(ctx);
+        break;
+    case ROUTE_METRICS:
+        serve_metrics(ctx);
+        break;
+    case ROUTE_RECORD:
+        if (check_access(ctx)) {
+            lookup_record(ctx);
+        }
+        break;
+    default:
+        fail(ctx, 404, REPLY_NOT_FOUND, "no such route");
+        break;
+    }
+}
+
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+    server *srv = arg;
+    request_ctx *ctx = calloc(1, sizeof(*ctx));
+
+    if (ctx == NULL) {
+        evhttp_send_error(req, 503, "Out of memory");
+        return;
+    }
+    srv->in_flight++;
+    ctx->srv = srv;
+    ctx->req = req;
+    ctx->cache = "none";
+    gettimeofday(&ctx->started, NULL);
+    pick_request_id(ctx);
+
+    route_parse(evhttp_request_get_uri(req), &ctx->rt);
+    dispatch(ctx);
+}
+
+
+/* --- life cycle -------------------------------------------------------- */
+
+static int
+bind_listener(server *srv, char *err, size_t err_size)
+{
+    const config *cfg = srv->cfg;
+
+    srv->listener = evhttp_bind_socket_with_handle(
+        srv->http, cfg->listen_host, (unsigned short)cfg->listen_port);
+    if (srv->listener == NULL) {
+        snprintf(err, err_size, "cannot listen on %s", cfg->listen);
+        return -1;
+    }
+    return 0;
+}
+
+
+static void
+setup_http(server *srv)
+{
+    srv->http = evhttp_new(srv->base);
+    evhttp_set_gencb(srv->http, on_request, srv);
+
+    /* Every method reaches the handler, which answers 405 itself in the
+     * documented shape. */
+    evhttp_set_allowed_methods(srv->http,
+                               EVHTTP_REQ_GET | EVHTTP_REQ_HEAD
+                                   | EVHTTP_REQ_POST | EVHTTP_REQ_PUT
+                                   | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS
+                                   | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT
+                                   | EVHTTP_REQ_PATCH);
+    evhttp_set_max_headers_size(srv->http, 16 * 1024);
+    evhttp_set_max_body_size(srv->http, 64 * 1024);
+    evhttp_set_timeout(srv->http, 30);
+    evhttp_set_default_content_type(srv->http, "application/json");
+}
+
+
+server *
+server_create(struct event_base *base, const config *cfg, char *err,
+              size_t err_size)
+{
+    server *srv = calloc(1, sizeof(*srv));
+    const char *why = NULL;
+
+    srv->base = base;
+    srv->cfg = cfg;
+    for (int i = 0; i < FLIGHT_BUCKETS; i++) {
+        LIST_INIT(&srv->flights[i]);
+    }
+
+    srv->rules = record_rules_create(cfg->terminal_statuses, &why);
+    if (srv->rules == NULL) {
+        snprintf(err, err_size, "cache.terminal_statuses: %s", why);
+        goto failed;
+    }
+    srv->access = access_create(cfg, err, err_size);
+    if (srv->access == NULL) {
+        goto failed;
+    }
+    srv->upstream = upstream_create(base, cfg, err, err_size);
+    if (srv->upstream == NULL) {
+        goto failed;
+    }
+
+    setup_http(srv);
+    if (bind_listener(srv, err, err_size) != 0) {
+        goto failed;
+    }
+    srv->cache = cache_create(base, cfg);
+    return srv;
+
+failed:
+    server_destroy(srv);
+    return NULL;
+}
+
+
+static void
+on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    server *srv = arg;
+
+    (void)fd;
+    (void)what;
+    log_line line;
+    log_begin(&line, LOG_WARN, "drain timeout: exiting with requests "
+                               "in flight");
+    log_int(&line, "in_flight", srv->in_flight);
+    log_end(&line);
+    event_base_loopexit(srv->base, NULL);
+}
+
+
+void
+server_drain(server *srv)
+{
+    struct timeval tv = {.tv_sec = srv->cfg->drain_timeout_ms / 1000,
+                         .tv_usec = (srv->cfg->drain_timeout_ms % 1000)
+                                    * 1000};
+
+    if (srv->draining) {
+        return;
+    }
+    srv->draining = true;
+    if (srv->listener != NULL) {
+        evhttp_del_accept_socket(srv->http, srv->listener);
+        srv->listener = NULL;
+    }
+    if (srv->in_flight == 0) {
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    srv->drain_timer = evtimer_new(srv->base, on_drain_timeout, srv);
+    evtimer_add(srv->drain_timer, &tv);
+}
+
+
+void
+server_destroy(server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    if (srv->http != NULL) {
+        evhttp_free(srv->http);
+    }
+    upstream_destroy(srv->upstream);
+    cache_destroy(srv->cache);
+    access_destroy(srv->access);
+    record_rules_destroy(srv->rules);
+    if (srv->drain_timer != NULL) {
+        event_free(srv->drain_timer);
+    }
+    free(srv);
+}
