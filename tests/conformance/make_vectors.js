@@ -3,6 +3,9 @@
 // recgate sends upstream, each with the Authorization that Huawei's
 // Node.js SDK signer computes for it.  Run `npm ci` here first; the output
 // is committed, so the unit tests need no Node.js.
+//
+//   node make_vectors.js [FILE]          write the vectors (default path)
+//   node make_vectors.js --check [FILE]  compare the file with the SDK
 'use strict';
 
 const fs = require('fs');
@@ -88,11 +91,42 @@ function main() {
     throw new Error(`SDK signed ${out[0].signed_headers}, expected ${names}`);
   }
 
-  const dest = process.argv[2] ||
+  const args = process.argv.slice(2);
+  const check = args.includes('--check');
+  const dest = args.find((a) => a !== '--check') ||
     path.join(__dirname, '..', 'unit', 'data', 'sign_vectors.json');
+  const text = JSON.stringify(out, null, 2) + '\n';
+  if (check) {
+    return compare(dest, out);
+  }
   fs.mkdirSync(path.dirname(dest), { recursive: true });
-  fs.writeFileSync(dest, JSON.stringify(out, null, 2) + '\n');
+  fs.writeFileSync(dest, text);
   process.stdout.write(`wrote ${out.length} vectors to ${dest}\n`);
+  return 0;
 }
 
-main();
+// --check: the committed file must hold what the SDK gives today.
+function compare(dest, out) {
+  const committed = JSON.parse(fs.readFileSync(dest, 'utf8'));
+  const byName = new Map(committed.map((v) => [v.name, v]));
+  let passed = 0;
+  let failed = 0;
+  for (const v of out) {
+    const old = byName.get(v.name);
+    if (old && JSON.stringify(old) === JSON.stringify(v)) {
+      passed += 1;
+      process.stdout.write(`ok ${v.name}\n`);
+    } else {
+      failed += 1;
+      process.stdout.write(`DIFFERS ${v.name}\n`);
+    }
+  }
+  if (committed.length !== out.length) {
+    failed += 1;
+    process.stdout.write(`file has ${committed.length} vectors, expected ${out.length}\n`);
+  }
+  process.stdout.write(`${passed} passed, ${failed} failed\n`);
+  return failed === 0 ? 0 : 1;
+}
+
+process.exitCode = main();

@@ -91,8 +91,11 @@ def spawn(argv, log_path, env=None, stdout_path=None):
     return proc
 
 
-def terminate(proc, timeout=STOP_TIMEOUT_S):
-    """SIGTERM, wait, SIGKILL if needed.  Returns (exit code, killed)."""
+def terminate(proc, timeout=None):
+    """SIGTERM, wait (STOP_TIMEOUT_S by default), SIGKILL if needed.
+    Returns (exit code, killed)."""
+    if timeout is None:
+        timeout = STOP_TIMEOUT_S
     killed = False
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -673,13 +676,14 @@ class Recgate:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_exit(self, timeout=STOP_TIMEOUT_S):
+    def wait_exit(self, timeout=None):
         """Waits for the process to exit by itself (a config error, say)
         and returns its exit code; None if it is still running."""
         if self.proc is None:
             return self.returncode
         try:
-            self.returncode = self.proc.wait(timeout)
+            self.returncode = self.proc.wait(
+                STOP_TIMEOUT_S if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             return None
         _children.discard(self.proc)
