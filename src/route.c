@@ -81,7 +81,10 @@ parse_record_route(const char *path, size_t path_len, route *out)
         || (records + seg_len != end && records[seg_len] != '/')) {
         return;
     }
-    if (records + seg_len == end || records + seg_len + 1 == end) {
+    if (records + seg_len == end) {
+        return;                     /* the cloud's list call: not served */
+    }
+    if (records + seg_len + 1 == end) {
         bad_input(out, "record_id is empty");
         return;
     }
