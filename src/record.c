@@ -127,7 +127,7 @@ read_digits(const char *s, int n, int *value)
     return true;
 }
 
-/* Counts the digits at the start of s. */
+/* Counts the digits at the start of s, looking at no more than len bytes. */
 static size_t
 count_digits(const char *s, size_t len)
 {
@@ -175,20 +175,53 @@ normalize_status(const char *s, size_t n, char *dst, bool terminal_list)
     return NULL;
 }
 
+/* Counts the items of a comma-separated list. */
+static size_t
+count_items(const char *csv)
+{
+    size_t count = 1;
+
+    for (const char *p = csv; *p != '\0'; p++) {
+        count += (*p == ',');
+    }
+    return count;
+}
+
+/* Normalizes each item of csv into rules->statuses. Returns NULL, or the
+ * static reason the first bad item is refused. */
+static const char *
+fill_rules(record_rules *rules, const char *csv)
+{
+    const char *item = csv;
+
+    for (size_t i = 0; i < rules->count; i++) {
+        const char *end = strchr(item, ',');
+        const char *reason;
+
+        if (end == NULL) {
+            end = item + strlen(item);
+        }
+
+        reason = normalize_status(item, (size_t)(end - item),
+                                  rules->statuses[i], true);
+        if (reason != NULL) {
+            return reason;
+        }
+
+        item = end + 1;
+    }
+    return NULL;
+}
+
 record_rules *
 record_rules_create(const char *terminal_csv, const char **why)
 {
     record_rules *rules;
-    const char *item, *comma;
-    size_t count = 1;
+    const char *reason;
 
     if (terminal_csv == NULL || is_all_blank(terminal_csv)) {
         set_why(why, "terminal status list is empty");
         return NULL;
-    }
-
-    for (const char *p = terminal_csv; *p != '\0'; p++) {
-        count += (*p == ',');
     }
 
     rules = malloc(sizeof(*rules));
@@ -196,34 +229,20 @@ record_rules_create(const char *terminal_csv, const char **why)
         set_why(why, "out of memory for the terminal status list");
         return NULL;
     }
-    rules->count = count;
-    rules->statuses = calloc(count, sizeof(*rules->statuses));
+    rules->count = count_items(terminal_csv);
+    rules->statuses = calloc(rules->count, sizeof(*rules->statuses));
     if (rules->statuses == NULL) {
         free(rules);
         set_why(why, "out of memory for the terminal status list");
         return NULL;
     }
 
-    item = terminal_csv;
-    for (size_t i = 0; i < count; i++) {
-        const char *reason;
-
-        comma = strchr(item, ',');
-        if (comma == NULL) {
-            comma = item + strlen(item);
-        }
-
-        reason = normalize_status(item, (size_t)(comma - item),
-                                  rules->statuses[i], true);
-        if (reason != NULL) {
-            record_rules_destroy(rules);
-            set_why(why, reason);
-            return NULL;
-        }
-
-        item = comma + 1;
+    reason = fill_rules(rules, terminal_csv);
+    if (reason != NULL) {
+        record_rules_destroy(rules);
+        set_why(why, reason);
+        return NULL;
     }
-
     return rules;
 }
 
@@ -480,8 +499,8 @@ record_parse_time(const char *text, int64_t *epoch_ms)
     return parse_date_time(text, epoch_ms);
 }
 
-/* Writes value as exactly width digits, most significant first, then sep
- * unless it is NUL. Returns the position after what was written. */
+/* Writes value as exactly width digits, then sep. Returns the position
+ * after what was written. */
 static char *
 put_digits(char *p, int64_t value, int width, char sep)
 {
@@ -489,12 +508,9 @@ put_digits(char *p, int64_t value, int width, char sep)
         p[i] = (char)('0' + value % 10);
         value /= 10;
     }
-    p += width;
 
-    if (sep != '\0') {
-        *p++ = sep;
-    }
-    return p;
+    p[width] = sep;
+    return p + width + 1;
 }
 
 /* Values outside 1970..9999 are clamped to that range, so the text always

@@ -276,7 +276,7 @@ flight_free(flight *f)
 
 
 static void
-answer_all_record(flight *f, const char *cache, const char *json,
+answer_all_record(flight *f, const char *outcome, const char *json,
                   size_t len, bool finished, double upstream_ms,
                   const char *upstream_id)
 {
@@ -285,7 +285,7 @@ answer_all_record(flight *f, const char *cache, const char *json,
     flight_close(f);
     while ((ctx = TAILQ_FIRST(&f->waiters)) != NULL) {
         TAILQ_REMOVE(&f->waiters, ctx, link);
-        ctx->cache = cache;
+        ctx->cache = outcome;
         ctx->upstream_ms = upstream_ms;
         ctx->upstream_id = upstream_id;
         send_record(ctx, json, len, finished);
