@@ -27,13 +27,17 @@ function rebuild(req, creds) {
   const values = (name) => req.headers
     .filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
   const auth = values('authorization');
-  if (auth.length !== 1) throw new Error(`${auth.length} Authorization headers`);
+  if (auth.length !== 1) {
+    throw new Error(`${auth.length} Authorization headers`);
+  }
   const m = /SignedHeaders=([^,\s]+)/.exec(auth[0]);
   if (!m) throw new Error(`no SignedHeaders in ${auth[0]}`);
   const headers = {};
   for (const name of m[1].split(';')) {
     const v = values(name);
-    if (v.length !== 1) throw new Error(`signed header ${name} sent ${v.length} times`);
+    if (v.length !== 1) {
+      throw new Error(`signed header ${name} sent ${v.length} times`);
+    }
     headers[name] = v[0];
   }
   if (headers.host === undefined) throw new Error('host is not signed');
@@ -68,7 +72,8 @@ function main() {
         process.stdout.write(`ok ${label}\n`);
       } else {
         failed += 1;
-        process.stdout.write(`MISMATCH ${label}\n  sent: ${sent}\n  sdk:  ${want}\n`);
+        process.stdout.write(
+          `MISMATCH ${label}\n  sent: ${sent}\n  sdk:  ${want}\n`);
       }
     } catch (e) {
       failed += 1;

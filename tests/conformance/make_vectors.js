@@ -46,7 +46,9 @@ function vector(name, opts) {
 const requests = [
   vector('plain-record', {}),
   vector('host-with-port', { host: 'localhost:8443' }),
-  vector('ipv6-host-with-port', { host: '[::1]:8443', record: 'rec-failed-1' }),
+  vector('ipv6-host-with-port', {
+    host: '[::1]:8443', record: 'rec-failed-1',
+  }),
   vector('record-id-needs-encoding', { record: 'rec:1~a.b@x' }),
   vector('long-record-id', {
     host: 'workspace.ap-southeast-1.myhuaweicloud.com',
@@ -84,7 +86,8 @@ function main() {
 
   const encoded = out.find((v) => v.name === 'record-id-needs-encoding');
   if (!/%[0-9A-F]{2}/.test(encoded.canonical_uri)) {
-    throw new Error(`no %XX in ${encoded.canonical_uri}: pick other characters`);
+    throw new Error(
+      `no %XX in ${encoded.canonical_uri}: pick other characters`);
   }
   const names = Object.keys(requests[0].headers).sort().join(';');
   if (out[0].signed_headers !== names) {
@@ -123,7 +126,8 @@ function compare(dest, out) {
   }
   if (committed.length !== out.length) {
     failed += 1;
-    process.stdout.write(`file has ${committed.length} vectors, expected ${out.length}\n`);
+    process.stdout.write(
+      `file has ${committed.length} vectors, expected ${out.length}\n`);
   }
   process.stdout.write(`${passed} passed, ${failed} failed\n`);
   return failed === 0 ? 0 : 1;

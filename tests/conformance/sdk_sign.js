@@ -4,7 +4,8 @@
 
 const crypto = require('crypto');
 const url = require('url');
-const { AKSKSigner } = require('@huaweicloud/huaweicloud-sdk-core/auth/AKSKSigner');
+const { AKSKSigner } =
+  require('@huaweicloud/huaweicloud-sdk-core/auth/AKSKSigner');
 
 // The SDK looks the date up under the exact key 'X-Sdk-Date' (and invents
 // a fresh date when it is absent), the host under the exact key 'host'
@@ -64,7 +65,8 @@ function sign(req) {
   const credential = { getAk: () => req.ak, getSk: () => req.sk };
   const allHeaders = AKSKSigner.sign(request, credential);
   const authorization = allHeaders.Authorization;
-  const m = /SignedHeaders=([^,]*), Signature=([0-9a-f]+)$/.exec(authorization);
+  const m = /SignedHeaders=([^,]*), Signature=([0-9a-f]+)$/
+    .exec(authorization);
   if (!m) throw new Error(`unexpected Authorization ${authorization}`);
   return { authorization, signedHeaders: m[1], signature: m[2], allHeaders };
 }
@@ -91,7 +93,8 @@ function explain(req) {
   const check = crypto.createHmac('sha256', req.sk)
     .update(stringToSign).digest('hex');
   if (check !== result.signature) {
-    throw new Error('rebuilt canonical request does not give the SDK signature');
+    throw new Error(
+      'rebuilt canonical request does not give the SDK signature');
   }
   return { ...result, canonicalUri, canonicalRequest, stringToSign };
 }

@@ -17,7 +17,6 @@
 #         harness.main()
 
 import atexit
-import calendar
 import ctypes
 import dataclasses
 import hashlib
@@ -56,7 +55,7 @@ def record_path(record_id, project_id=PROJECT_ID):
     return "/v2/%s/script-execution-records/%s" % (project_id, record_id)
 
 
-# --- processes ----------------------------------------------------------------
+# --- processes ------------------------------------------------------------
 
 _children = set()
 
@@ -147,7 +146,7 @@ def tail(path, lines=60):
     return "\n".join(text.splitlines()[-lines:])
 
 
-# --- PKI --------------------------------------------------------------------------
+# --- PKI ------------------------------------------------------------------
 
 @dataclasses.dataclass
 class Pki:
@@ -218,7 +217,7 @@ def make_pki(d):
                wrong_host_key=p("wrong-host.key"))
 
 
-# --- Redis ------------------------------------------------------------------------
+# --- Redis ----------------------------------------------------------------
 
 class Redis:
     """A private redis-server on a free loopback port with its own data
@@ -338,7 +337,7 @@ def _read_reply(f):
     raise RuntimeError("unexpected redis reply %r" % line)
 
 
-# --- signing (client side, for talking to the simulator directly) --------------
+# --- signing (client side, for talking to the simulator directly) ---------
 
 _UNRESERVED = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
@@ -381,7 +380,7 @@ def sign(ak, sk, method, path, headers, body=b"", query=None):
         ak, ";".join(names), signature)
 
 
-# --- HTTP helpers -----------------------------------------------------------------
+# --- HTTP helpers ---------------------------------------------------------
 
 def http_request(conn, method, path, headers=None, body=None):
     """One exchange on an http.client connection; returns (status,
@@ -397,7 +396,7 @@ def http_request(conn, method, path, headers=None, body=None):
     return resp.status, merged, data
 
 
-# --- simulator --------------------------------------------------------------------
+# --- simulator ------------------------------------------------------------
 
 class Sim:
     """The Workspace simulator (tests/sim/sim.py) as a child process."""
@@ -538,7 +537,7 @@ class Sim:
             self.proc = None
 
 
-# --- recgate ------------------------------------------------------------------------
+# --- recgate --------------------------------------------------------------
 
 def _ini(config):
     """Renders {"section.key": value} as INI text, sections in first-seen
@@ -577,6 +576,7 @@ class Recgate:
         self.stdout_path = os.path.join(self.dir, "stdout.log")
         self.proc = None
         self.returncode = None
+        self._log_checked = False
         self.start(wait)
 
     @property
@@ -588,9 +588,9 @@ class Recgate:
         return self.config["server.listen"].rsplit(":", 1)[0].strip("[]")
 
     def start(self, wait=True):
-        """Writes the config and starts the binary; with wait, returns once
-        /healthz answers 200.  A listen port lost to a race is replaced
-        by another when the config did not fix it."""
+        """Writes the config (self.config, which a test may change before
+        a restart) and starts the binary; with wait, returns once /healthz
+        answers 200."""
         with open(self.conf_path, "w") as f:
             f.write(_ini(self.config))
         env = dict(os.environ)
@@ -600,6 +600,7 @@ class Recgate:
         self.proc = spawn([self.binary, "-c", self.conf_path], self.log_path,
                           env=env, stdout_path=self.stdout_path)
         self.returncode = None
+        self._log_checked = False
         if wait:
             self.wait_healthy()
 
@@ -701,28 +702,29 @@ class Recgate:
 
     def stop(self):
         """SIGTERM and wait; raises AssertionError when it had to be
-        killed, exited non-zero, or its log holds a sanitizer report."""
-        if self.proc is None:
-            return
-        code, killed = terminate(self.proc)
-        self.proc = None
-        self.returncode = code
-        text = self.log_text()
+        killed, exited non-zero, or its log holds a sanitizer report (also
+        when it had already exited or been killed)."""
         problems = []
-        if killed:
-            problems.append("did not exit within %ds of SIGTERM"
-                            % STOP_TIMEOUT_S)
-        elif code != 0:
-            problems.append("exited with %d" % code)
-        for marker in SANITIZER_MARKERS:
-            if marker in text:
-                problems.append("log holds %r" % marker)
+        if self.proc is not None:
+            code, killed = terminate(self.proc)
+            self.proc = None
+            self.returncode = code
+            if killed:
+                problems.append("did not exit within %ds of SIGTERM"
+                                % STOP_TIMEOUT_S)
+            elif code != 0:
+                problems.append("exited with %d" % code)
+        if not self._log_checked:
+            self._log_checked = True
+            text = self.log_text()
+            problems += ["log holds %r" % m for m in SANITIZER_MARKERS
+                         if m in text]
         if problems:
             raise AssertionError("recgate %s:\n%s" % (
                 "; ".join(problems), tail(self.log_path, 120)))
 
 
-# --- test case --------------------------------------------------------------------
+# --- test case ------------------------------------------------------------
 
 class RecgateTestCase(unittest.TestCase):
     """Per test class: a temp dir, a PKI, Redis and the simulator.  Per
