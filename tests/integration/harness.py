@@ -55,6 +55,24 @@ def record_path(record_id, project_id=PROJECT_ID):
     return "/v2/%s/script-execution-records/%s" % (project_id, record_id)
 
 
+def record_key(record_id, project_id=PROJECT_ID, prefix="recgate:"):
+    """The Redis key recgate stores a finished record under."""
+    return "%srec:%s:%s" % (prefix, project_id, record_id)
+
+
+def compact_json(doc):
+    """doc as compact JSON in its own key order, non-ASCII kept as UTF-8:
+    the form of recgate's normalized records."""
+    return json.dumps(doc, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def load_fixture(record_id, fixtures=DEFAULT_FIXTURES):
+    """The body of one record in the simulator's fixture file."""
+    with open(fixtures) as f:
+        return json.load(f)["records"][record_id]["body"]
+
+
 # --- processes ------------------------------------------------------------
 
 _children = set()
@@ -809,6 +827,41 @@ class RecgateTestCase(unittest.TestCase):
         if self.SECURITY_TOKEN is not None:
             cfg["credentials.security_token"] = self.SECURITY_TOKEN
         return cfg
+
+    def assertErrorReply(self, reply, status, code):
+        """reply (status, headers, body) is an error in the documented
+        shape: that status, JSON with exactly error_code (== code),
+        error_msg and request_id (== the X-Request-Id header).  Returns
+        the parsed body."""
+        got_status, headers, body = reply
+        self.assertEqual(got_status, status, body)
+        self.assertEqual(headers.get("content-type"), "application/json")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            self.fail("error body is not JSON: %r" % body)
+        self.assertIsInstance(doc, dict, body)
+        self.assertEqual(sorted(doc), ["error_code", "error_msg",
+                                       "request_id"], body)
+        if code is not None:
+            self.assertEqual(doc["error_code"], code, body)
+        self.assertIsInstance(doc["error_msg"], str)
+        self.assertTrue(doc["error_msg"], body)
+        self.assertTrue(headers.get("x-request-id"), headers)
+        self.assertEqual(doc["request_id"], headers["x-request-id"])
+        return doc
+
+    def upstream_count(self, record_id=None):
+        """Requests the simulator counted: all /v2 requests, or those for
+        one record."""
+        stats = self.sim.stats()
+        if record_id is None:
+            return stats["requests"]
+        return stats["by_record"].get(record_id, 0)
+
+    def record_keys(self, prefix="recgate:"):
+        """Every record key in Redis under prefix."""
+        return self.redis.keys(prefix + "rec:*")
 
     def start_recgate(self, config=None, env=None, wait=True):
         """Starts recgate with base_config() updated by config
