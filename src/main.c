@@ -11,7 +11,9 @@
 
 #include "recgate/config.h"
 #include "recgate/log.h"
+#include "recgate/metrics.h"
 #include "recgate/server.h"
+#include "recgate/supervisor.h"
 
 #define DEFAULT_CONFIG "conf/recgate.conf"
 
@@ -100,7 +102,7 @@ run(const config *cfg)
     if (srv == NULL) {
         log_msg(LOG_ERROR, "cannot start", "error", err);
         event_base_free(base);
-        return 1;
+        return SUPERVISOR_EXIT_FATAL;
     }
 
     sigterm = evsignal_new(base, SIGTERM, on_stop_signal, srv);
@@ -117,6 +119,43 @@ run(const config *cfg)
     event_base_free(base);
     log_msg(LOG_INFO, "stopped", NULL, NULL);
     return 0;
+}
+
+
+static int
+run_worker(int index, void *arg)
+{
+    metrics_use_slot(index);
+    return run(arg);
+}
+
+
+static int
+worker_count(const config *cfg)
+{
+    if (strcmp(cfg->workers, "auto") == 0) {
+        return supervisor_cpu_count();
+    }
+    return atoi(cfg->workers);
+}
+
+
+/* One worker runs in this process; more run under a supervising parent.
+ */
+static int
+serve(config *cfg)
+{
+    int n = worker_count(cfg);
+
+    if (n == 1) {
+        return run(cfg) == 0 ? 0 : 1;
+    }
+    if (metrics_init_shared(n) != 0) {
+        log_msg(LOG_ERROR, "cannot share metrics between workers", NULL,
+                NULL);
+        return 1;
+    }
+    return supervisor_run(n, run_worker, cfg);
 }
 
 
@@ -145,7 +184,7 @@ main(int argc, char **argv)
         return 0;
     }
 
-    rc = run(cfg);
+    rc = serve(cfg);
     config_destroy(cfg);
     return rc;
 }

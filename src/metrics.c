@@ -4,13 +4,17 @@
 #include "recgate/metrics.h"
 
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define LABELLED_MAX 64
 
+/* Labels are stored by value: the counters live in memory shared by
+ * every worker process, where pointers would mean nothing. */
 typedef struct {
     int code;
-    const char *cache;      /* static string, or NULL for upstream */
+    char cache[8];          /* "hit", "miss", "none"; "" for upstream */
     uint64_t count;
 } labelled;
 
@@ -18,7 +22,9 @@ static const double bucket_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                        0.5,   1,    2.5,   5,    10};
 #define N_BUCKETS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
 
-static struct {
+/* One worker's counters. Each worker writes only its own slot, so no
+ * locking is needed; a scrape sums every slot. */
+typedef struct {
     uint64_t counters[METRIC_COUNTER_COUNT];
     labelled requests[LABELLED_MAX];
     int n_requests;
@@ -28,7 +34,12 @@ static struct {
     uint64_t upstream_count;
     double upstream_sum;
     int64_t l1_bytes;
-} m;
+} slot;
+
+static slot private_slot;
+static slot *slots = &private_slot;
+static int n_slots = 1;
+static slot *mine = &private_slot;
 
 static const struct {
     const char *name;
@@ -46,24 +57,50 @@ static const struct {
 };
 
 
+int
+metrics_init_shared(int workers)
+{
+    void *mem = mmap(NULL, (size_t)workers * sizeof(slot),
+                     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+                     0);
+
+    if (mem == MAP_FAILED) {
+        return -1;
+    }
+    slots = mem;
+    n_slots = workers;
+    mine = &slots[0];
+    return 0;
+}
+
+
+void
+metrics_use_slot(int index)
+{
+    mine = &slots[index];
+}
+
+
 void
 metrics_inc(metric_counter which)
 {
-    m.counters[which]++;
+    mine->counters[which]++;
 }
 
 
 static void
-count_labelled(labelled *set, int *n, int code, const char *cache)
+count_labelled(labelled *set, int *n, int code, const char *cache,
+               uint64_t by)
 {
     for (int i = 0; i < *n; i++) {
-        if (set[i].code == code && set[i].cache == cache) {
-            set[i].count++;
+        if (set[i].code == code && strcmp(set[i].cache, cache) == 0) {
+            set[i].count += by;
             return;
         }
     }
     if (*n < LABELLED_MAX) {
-        set[*n] = (labelled){.code = code, .cache = cache, .count = 1};
+        set[*n] = (labelled){.code = code, .count = by};
+        snprintf(set[*n].cache, sizeof(set[*n].cache), "%s", cache);
         (*n)++;
     }
 }
@@ -72,29 +109,59 @@ count_labelled(labelled *set, int *n, int code, const char *cache)
 void
 metrics_request(int code, const char *cache)
 {
-    count_labelled(m.requests, &m.n_requests, code, cache);
+    count_labelled(mine->requests, &mine->n_requests, code, cache, 1);
 }
 
 
 void
 metrics_upstream(int code, double seconds)
 {
-    count_labelled(m.upstream, &m.n_upstream, code, NULL);
+    count_labelled(mine->upstream, &mine->n_upstream, code, "", 1);
 
     for (size_t i = 0; i < N_BUCKETS; i++) {
         if (seconds <= bucket_bounds[i]) {
-            m.buckets[i]++;
+            mine->buckets[i]++;
         }
     }
-    m.upstream_count++;
-    m.upstream_sum += seconds;
+    mine->upstream_count++;
+    mine->upstream_sum += seconds;
 }
 
 
 void
 metrics_set_l1_bytes(int64_t bytes)
 {
-    m.l1_bytes = bytes;
+    mine->l1_bytes = bytes;
+}
+
+
+/* Adds every worker's slot into one. */
+static void
+sum_slots(slot *total)
+{
+    memset(total, 0, sizeof(*total));
+    for (int s = 0; s < n_slots; s++) {
+        const slot *w = &slots[s];
+
+        for (int i = 0; i < METRIC_COUNTER_COUNT; i++) {
+            total->counters[i] += w->counters[i];
+        }
+        for (int i = 0; i < w->n_requests; i++) {
+            count_labelled(total->requests, &total->n_requests,
+                           w->requests[i].code, w->requests[i].cache,
+                           w->requests[i].count);
+        }
+        for (int i = 0; i < w->n_upstream; i++) {
+            count_labelled(total->upstream, &total->n_upstream,
+                           w->upstream[i].code, "", w->upstream[i].count);
+        }
+        for (size_t i = 0; i < N_BUCKETS; i++) {
+            total->buckets[i] += w->buckets[i];
+        }
+        total->upstream_count += w->upstream_count;
+        total->upstream_sum += w->upstream_sum;
+        total->l1_bytes += w->l1_bytes;
+    }
 }
 
 
@@ -123,52 +190,57 @@ render_upstream_code(struct evbuffer *buf, const labelled *l)
 
 
 static void
-render_histogram(struct evbuffer *buf)
+render_histogram(struct evbuffer *buf, const slot *t)
 {
     render_head(buf, "recgate_upstream_seconds", "histogram",
                 "Time of whole upstream exchanges.");
     for (size_t i = 0; i < N_BUCKETS; i++) {
         evbuffer_add_printf(buf, "recgate_upstream_seconds_bucket"
                             "{le=\"%g\"} %llu\n", bucket_bounds[i],
-                            (unsigned long long)m.buckets[i]);
+                            (unsigned long long)t->buckets[i]);
     }
     evbuffer_add_printf(buf, "recgate_upstream_seconds_bucket{le=\"+Inf\"} "
-                        "%llu\n", (unsigned long long)m.upstream_count);
+                        "%llu\n", (unsigned long long)t->upstream_count);
     evbuffer_add_printf(buf, "recgate_upstream_seconds_sum %.6f\n",
-                        m.upstream_sum);
+                        t->upstream_sum);
     evbuffer_add_printf(buf, "recgate_upstream_seconds_count %llu\n",
-                        (unsigned long long)m.upstream_count);
+                        (unsigned long long)t->upstream_count);
 }
 
 
 void
 metrics_render(struct evbuffer *buf)
 {
+    slot total;
+    const slot *t = &total;
+
+    sum_slots(&total);
+
     render_head(buf, "recgate_requests_total", "counter",
                 "Client requests answered, by status and cache result.");
-    for (int i = 0; i < m.n_requests; i++) {
+    for (int i = 0; i < t->n_requests; i++) {
         evbuffer_add_printf(buf, "recgate_requests_total{code=\"%d\","
-                            "cache=\"%s\"} %llu\n", m.requests[i].code,
-                            m.requests[i].cache,
-                            (unsigned long long)m.requests[i].count);
+                            "cache=\"%s\"} %llu\n", t->requests[i].code,
+                            t->requests[i].cache,
+                            (unsigned long long)t->requests[i].count);
     }
 
     render_head(buf, "recgate_upstream_requests_total", "counter",
                 "Requests sent to the cloud, by status (error: no answer).");
-    for (int i = 0; i < m.n_upstream; i++) {
-        render_upstream_code(buf, &m.upstream[i]);
+    for (int i = 0; i < t->n_upstream; i++) {
+        render_upstream_code(buf, &t->upstream[i]);
     }
-    render_histogram(buf);
+    render_histogram(buf, t);
 
     for (int i = 0; i < METRIC_COUNTER_COUNT; i++) {
         render_head(buf, counter_info[i].name, "counter",
                     counter_info[i].help);
         evbuffer_add_printf(buf, "%s %llu\n", counter_info[i].name,
-                            (unsigned long long)m.counters[i]);
+                            (unsigned long long)t->counters[i]);
     }
 
     render_head(buf, "recgate_l1_bytes", "gauge",
                 "Bytes held by the in-process record cache.");
     evbuffer_add_printf(buf, "recgate_l1_bytes %lld\n",
-                        (long long)m.l1_bytes);
+                        (long long)t->l1_bytes);
 }

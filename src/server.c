@@ -7,6 +7,8 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <netdb.h>
 #include <jansson.h>
 #include <openssl/rand.h>
 #include <stdbool.h>
@@ -29,6 +31,7 @@
 #define FLIGHT_BUCKETS 1024
 #define ALLOWED_METHODS "GET, HEAD"
 #define CREDENTIAL_LOG_INTERVAL_S 60
+#define LISTEN_BACKLOG 1024
 
 typedef struct request_ctx request_ctx;
 typedef struct flight flight;
@@ -651,17 +654,42 @@ on_request(struct evhttp_request *req, void *arg)
 
 /* --- life cycle -------------------------------------------------------- */
 
+/* Listens with SO_REUSEPORT, so that several worker processes can each
+ * hold their own socket on the same port and the kernel spreads new
+ * connections over them. */
 static int
 bind_listener(server *srv, char *err, size_t err_size)
 {
     const config *cfg = srv->cfg;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct evconnlistener *lev;
+    struct addrinfo *ai = NULL;
+    char port[8];
+    int rc;
 
-    srv->listener = evhttp_bind_socket_with_handle(
-        srv->http, cfg->listen_host, (unsigned short)cfg->listen_port);
-    if (srv->listener == NULL) {
-        snprintf(err, err_size, "cannot listen on %s", cfg->listen);
+    snprintf(port, sizeof(port), "%d", cfg->listen_port);
+    rc = getaddrinfo(cfg->listen_host, port, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot resolve server.listen %s: %s",
+                 cfg->listen, gai_strerror(rc));
         return -1;
     }
+
+    lev = evconnlistener_new_bind(srv->base, NULL, NULL,
+                                  LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT
+                                      | LEV_OPT_CLOSE_ON_FREE
+                                      | LEV_OPT_CLOSE_ON_EXEC,
+                                  LISTEN_BACKLOG, ai->ai_addr,
+                                  (int)ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (lev == NULL) {
+        snprintf(err, err_size, "cannot listen on %s: %s", cfg->listen,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return -1;
+    }
+    srv->listener = evhttp_bind_listener(srv->http, lev);
     return 0;
 }
 

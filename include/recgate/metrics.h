@@ -1,8 +1,9 @@
 /* metrics.h - the gateway's counters, rendered in Prometheus text format.
  * SPDX-License-Identifier: MIT
  *
- * Counters live in process memory and are touched only from the event
- * loop's thread, so they need no locks.
+ * Each worker process counts into its own slot of shared memory, touched
+ * only from its event loop's thread; a scrape of any worker sums them
+ * all, so one scrape shows the whole process group.
  */
 #ifndef RECGATE_METRICS_H
 #define RECGATE_METRICS_H
@@ -20,6 +21,13 @@ typedef enum {
     METRIC_COUNTER_COUNT,
 } metric_counter;
 
+/* Moves the counters into memory shared with worker processes forked
+ * later, one slot per worker. Returns 0, or -1. Call before forking. */
+int metrics_init_shared(int workers);
+
+/* Makes this process count into slot index (0..workers-1). */
+void metrics_use_slot(int index);
+
 void metrics_inc(metric_counter which);
 
 /* One answered client request: code is the HTTP status, cache is "hit",
@@ -32,7 +40,7 @@ void metrics_upstream(int code, double seconds);
 
 void metrics_set_l1_bytes(int64_t bytes);
 
-/* Appends the whole exposition to buf. */
+/* Appends the whole exposition, summed over every worker, to buf. */
 void metrics_render(struct evbuffer *buf);
 
 #endif /* RECGATE_METRICS_H */

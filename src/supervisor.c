@@ -1,0 +1,233 @@
+/* supervisor.c - a parent process that keeps N worker processes running.
+ * SPDX-License-Identifier: MIT
+ */
+#include "recgate/supervisor.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "recgate/log.h"
+
+/* A worker that keeps dying is restarted at most this often. */
+#define RESTART_MIN_INTERVAL_MS 200
+
+typedef struct {
+    int n;
+    pid_t *pids;
+    struct timespec *started;
+    int (*worker)(int index, void *arg);
+    void *arg;
+    bool stopping;
+    bool fatal;
+} supervisor;
+
+
+int
+supervisor_cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : (int)n;
+}
+
+
+static sigset_t
+handled_signals(void)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
+
+static void
+log_worker(log_level level, const char *msg, int index, pid_t pid,
+           int status)
+{
+    log_line line;
+
+    log_begin(&line, level, msg);
+    log_int(&line, "worker", index);
+    log_int(&line, "pid", pid);
+    if (status >= 0) {
+        if (WIFSIGNALED(status)) {
+            log_int(&line, "signal", WTERMSIG(status));
+        } else {
+            log_int(&line, "exit_status", WEXITSTATUS(status));
+        }
+    }
+    log_end(&line);
+}
+
+
+/* Forks worker index. The child gets the signals back unblocked and
+ * never returns here. */
+static void
+spawn(supervisor *sv, int index)
+{
+    sigset_t set = handled_signals();
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        signal(SIGHUP, SIG_DFL);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        exit(sv->worker(index, sv->arg));
+    }
+    if (pid < 0) {
+        log_msg(LOG_ERROR, "cannot fork a worker", "error", strerror(errno));
+        sv->pids[index] = 0;
+        return;
+    }
+    sv->pids[index] = pid;
+    clock_gettime(CLOCK_MONOTONIC, &sv->started[index]);
+    log_worker(LOG_INFO, "worker started", index, pid, -1);
+}
+
+
+static void
+signal_all(supervisor *sv, int sig)
+{
+    for (int i = 0; i < sv->n; i++) {
+        if (sv->pids[i] > 0) {
+            kill(sv->pids[i], sig);
+        }
+    }
+}
+
+
+static int
+index_of(const supervisor *sv, pid_t pid)
+{
+    for (int i = 0; i < sv->n; i++) {
+        if (sv->pids[i] == pid) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+
+static long
+ms_since(const struct timespec *t)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000
+           + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+
+/* Handles every child that has exited: restart, or note the stop. */
+static void
+reap(supervisor *sv)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int i = index_of(sv, pid);
+        if (i < 0) {
+            continue;
+        }
+        sv->pids[i] = 0;
+
+        if (sv->stopping) {
+            log_worker(LOG_INFO, "worker stopped", i, pid, status);
+            continue;
+        }
+        if (WIFEXITED(status)
+            && WEXITSTATUS(status) == SUPERVISOR_EXIT_FATAL) {
+            log_worker(LOG_ERROR, "worker failed for good: stopping", i, pid,
+                       status);
+            sv->fatal = true;
+            sv->stopping = true;
+            signal_all(sv, SIGTERM);
+            continue;
+        }
+
+        log_worker(LOG_ERROR, "worker died: restarting it", i, pid, status);
+        if (ms_since(&sv->started[i]) < RESTART_MIN_INTERVAL_MS) {
+            struct timespec pause = {0, RESTART_MIN_INTERVAL_MS * 1000000L};
+            nanosleep(&pause, NULL);
+        }
+        spawn(sv, i);
+    }
+}
+
+
+static bool
+any_running(const supervisor *sv)
+{
+    for (int i = 0; i < sv->n; i++) {
+        if (sv->pids[i] > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+
+static void
+on_signal(supervisor *sv, int sig)
+{
+    switch (sig) {
+    case SIGCHLD:
+        reap(sv);
+        break;
+    case SIGHUP:
+        signal_all(sv, SIGHUP);
+        break;
+    default:
+        if (!sv->stopping) {
+            log_msg(LOG_INFO, "stopping workers", "signal",
+                    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        }
+        sv->stopping = true;
+        signal_all(sv, SIGTERM);
+        break;
+    }
+}
+
+
+int
+supervisor_run(int n, int (*worker)(int index, void *arg), void *arg)
+{
+    sigset_t set = handled_signals();
+    supervisor sv = {.n = n, .worker = worker, .arg = arg};
+    int sig;
+
+    sv.pids = calloc((size_t)n, sizeof(pid_t));
+    sv.started = calloc((size_t)n, sizeof(struct timespec));
+    sigprocmask(SIG_BLOCK, &set, NULL);
+
+    for (int i = 0; i < n; i++) {
+        spawn(&sv, i);
+    }
+
+    /* Signals are taken synchronously: no handler runs in the middle of
+     * the bookkeeping. */
+    while (any_running(&sv)) {
+        sig = sigwaitinfo(&set, NULL);
+        if (sig > 0) {
+            on_signal(&sv, sig);
+        }
+    }
+
+    free(sv.pids);
+    free(sv.started);
+    return sv.fatal ? 1 : 0;
+}
