@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef enum {
     OPT_STRING,
@@ -38,6 +39,8 @@ static const opt options[] = {
     {"server", "workers", OPT_STRING, "1", F(workers), 0, 0},
     {"server", "drain_timeout", OPT_DURATION, "10s", F(drain_timeout_ms),
      0, 0},
+    {"server", "request_timeout", OPT_DURATION, "10s",
+     F(request_timeout_ms), 100, 3600000},
     {"upstream", "region", OPT_STRING, "cn-north-4", F(region), 0, 0},
     {"upstream", "endpoint", OPT_STRING, NULL, F(endpoint), 0, 0},
     {"upstream", "ca_file", OPT_STRING, NULL, F(ca_file), 0, 0},
@@ -48,6 +51,19 @@ static const opt options[] = {
     {"upstream", "max_body", OPT_SIZE, "8MiB", F(upstream_max_body),
      1024, 1073741824.0},
     {"upstream", "keepalive", OPT_INT, "16", F(upstream_keepalive), 0, 1024},
+    {"upstream", "queue_timeout", OPT_DURATION, "2s",
+     F(upstream_queue_timeout_ms), 0, 600000},
+    {"upstream", "queue_size", OPT_INT, "1000", F(upstream_queue_size), 0,
+     1000000},
+    {"upstream", "retries", OPT_INT, "2", F(upstream_retries), 0, 10},
+    {"upstream", "retry_backoff", OPT_DURATION, "100ms",
+     F(upstream_retry_backoff_ms), 1, 60000},
+    {"upstream", "breaker_failures", OPT_INT, "5",
+     F(upstream_breaker_failures), 1, 1000000},
+    {"upstream", "breaker_cooldown", OPT_DURATION, "10s",
+     F(upstream_breaker_cooldown_ms), 1, 3600000},
+    {"upstream", "fallback_share", OPT_DOUBLE, "0.25",
+     F(upstream_fallback_share), 0.001, 1},
     {"credentials", "ak", OPT_SECRET, NULL, F(ak), 0, 0},
     {"credentials", "sk", OPT_SECRET, NULL, F(sk), 0, 0},
     {"credentials", "security_token", OPT_SECRET, NULL, F(security_token),
@@ -574,6 +590,8 @@ derive_workers(load_state *st)
     long n;
 
     if (strcmp(cfg->workers, "auto") == 0) {
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers_n = n < 1 ? 1 : (n > 64 ? 64 : (int)n);
         return 0;
     }
     n = strtol(cfg->workers, &end, 10);
@@ -581,6 +599,7 @@ derive_workers(load_state *st)
         fprintf(st->err, "server.workers must be 1..64 or auto\n");
         return -1;
     }
+    cfg->workers_n = (int)n;
     return 0;
 }
 

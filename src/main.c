@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "recgate/config.h"
 #include "recgate/log.h"
@@ -126,17 +127,8 @@ static int
 run_worker(int index, void *arg)
 {
     metrics_use_slot(index);
+    srand((unsigned)getpid());
     return run(arg);
-}
-
-
-static int
-worker_count(const config *cfg)
-{
-    if (strcmp(cfg->workers, "auto") == 0) {
-        return supervisor_cpu_count();
-    }
-    return atoi(cfg->workers);
 }
 
 
@@ -145,7 +137,7 @@ worker_count(const config *cfg)
 static int
 serve(config *cfg)
 {
-    int n = worker_count(cfg);
+    int n = cfg->workers_n;
 
     if (n == 1) {
         return run(cfg) == 0 ? 0 : 1;

@@ -19,22 +19,17 @@
 #include <sys/time.h>
 
 #include "recgate/access.h"
-#include "recgate/cache.h"
 #include "recgate/log.h"
+#include "recgate/lookup.h"
 #include "recgate/metrics.h"
-#include "recgate/record.h"
 #include "recgate/reply.h"
 #include "recgate/route.h"
-#include "recgate/upstream.h"
 
 #define REQUEST_ID_MAX 128
-#define FLIGHT_BUCKETS 1024
 #define ALLOWED_METHODS "GET, HEAD"
-#define CREDENTIAL_LOG_INTERVAL_S 60
 #define LISTEN_BACKLOG 1024
 
 typedef struct request_ctx request_ctx;
-typedef struct flight flight;
 
 /* One client request, from the handler until its answer is sent. */
 struct request_ctx {
@@ -46,18 +41,6 @@ struct request_ctx {
     const char *cache;        /* "hit", "miss" or "none" */
     const char *upstream_id;  /* set only while the answer is built */
     double upstream_ms;
-    TAILQ_ENTRY(request_ctx) link;
-};
-
-/* One lookup of one record, shared by every request for it that arrives
- * while the lookup is under way. */
-struct flight {
-    server *srv;
-    char project[ROUTE_PROJECT_LEN + 1];
-    char record[ROUTE_RECORD_MAX + 1];
-    unsigned bucket;
-    TAILQ_HEAD(, request_ctx) waiters;
-    LIST_ENTRY(flight) link;
 };
 
 struct server {
@@ -65,15 +48,11 @@ struct server {
     const config *cfg;
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
-    cache *cache;
-    upstream *upstream;
-    record_rules *rules;
+    lookup *lookup;
     access_list *access;
     struct event *drain_timer;
     bool draining;
     long in_flight;
-    time_t credentials_logged;
-    LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
 };
 
 
@@ -229,294 +208,25 @@ send_record(request_ctx *ctx, const char *json, size_t len, bool finished)
 }
 
 
-/* --- the shared lookup ------------------------------------------------- */
-
-static unsigned
-flight_bucket(const char *project, const char *record)
-{
-    unsigned h = 2166136261u;
-
-    for (const char *p = project; *p; p++) {
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    }
-    for (const char *p = record; *p; p++) {
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    }
-    return h % FLIGHT_BUCKETS;
-}
-
-
-static flight *
-flight_find(server *srv, const route *rt, unsigned bucket)
-{
-    flight *f;
-
-    LIST_FOREACH(f, &srv->flights[bucket], link) {
-        if (strcmp(f->project, rt->project_id) == 0
-            && strcmp(f->record, rt->record_id) == 0) {
-            return f;
-        }
-    }
-    return NULL;
-}
-
-
-/* Takes the flight out of the table, so requests arriving while its
- * waiters are answered start a new lookup rather than join a finished
- * one. The caller answers the waiters, then frees it. */
-static void
-flight_close(flight *f)
-{
-    LIST_REMOVE(f, link);
-}
-
+/* --- the record ------------------------------------------------------- */
 
 static void
-flight_free(flight *f)
+on_answer(const lookup_answer *a, void *arg)
 {
-    free(f);
-}
+    request_ctx *ctx = arg;
 
-
-static void
-answer_all_record(flight *f, const char *outcome, const char *json,
-                  size_t len, bool finished, double upstream_ms,
-                  const char *upstream_id)
-{
-    request_ctx *ctx;
-
-    flight_close(f);
-    while ((ctx = TAILQ_FIRST(&f->waiters)) != NULL) {
-        TAILQ_REMOVE(&f->waiters, ctx, link);
-        ctx->cache = outcome;
-        ctx->upstream_ms = upstream_ms;
-        ctx->upstream_id = upstream_id;
-        send_record(ctx, json, len, finished);
-    }
-    flight_free(f);
-}
-
-
-typedef struct {
-    int status;
-    const char *code;
-    const char *msg;
-    const char *retry_after;
-} failure;
-
-
-static void
-answer_all_error(flight *f, const failure *why, double upstream_ms,
-                 const char *upstream_id)
-{
-    request_ctx *ctx;
-
-    flight_close(f);
-    while ((ctx = TAILQ_FIRST(&f->waiters)) != NULL) {
-        TAILQ_REMOVE(&f->waiters, ctx, link);
-        ctx->cache = "miss";
-        ctx->upstream_ms = upstream_ms;
-        ctx->upstream_id = upstream_id;
-        if (why->retry_after != NULL) {
-            evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
-                              "Retry-After", why->retry_after);
-        }
-        fail(ctx, why->status, why->code, why->msg);
-    }
-    flight_free(f);
-}
-
-
-/* The cloud's own 400/404 body, when it is in the cloud's error shape,
- * is passed through; its texts are bounded by the upstream body cap. */
-static failure
-passed_through(const upstream_result *res, json_t **holder, int status,
-               const char *code, const char *msg)
-{
-    failure why = {.status = status, .code = code, .msg = msg};
-    json_t *doc = json_loadb(res->body, res->body_len, 0, NULL);
-    const char *c = json_string_value(json_object_get(doc, "error_code"));
-    const char *m = json_string_value(json_object_get(doc, "error_msg"));
-
-    if (c != NULL && m != NULL && strlen(c) <= 64 && strlen(m) <= 512) {
-        why.code = c;
-        why.msg = m;
-    }
-    *holder = doc;
-    return why;
-}
-
-
-static void
-log_upstream_failure(const flight *f, const upstream_result *res,
-                     const char *what)
-{
-    log_line line;
-
-    log_begin(&line, LOG_WARN, what);
-    log_str(&line, "project_id", f->project);
-    log_str(&line, "record_id", f->record);
-    if (res->outcome == UPSTREAM_ANSWERED) {
-        log_int(&line, "upstream_status", res->status);
-    }
-    log_str(&line, "detail", res->detail);
-    log_str(&line, "upstream_request_id", res->request_id);
-    log_end(&line);
-}
-
-
-static failure
-classify_answer(flight *f, const upstream_result *res, json_t **holder)
-{
-    server *srv = f->srv;
-    failure why = {502, REPLY_UPSTREAM_FAILED, "the cloud API failed", NULL};
-
-    switch (res->status) {
-    case 400:
-        return passed_through(res, holder, 400, REPLY_BAD_INPUT,
-                              "the cloud API refused the request");
-    case 404:
-        return passed_through(res, holder, 404, REPLY_NOT_FOUND,
-                              "no such record");
-    case 401:
-    case 403:
-        if (log_once_per(&srv->credentials_logged,
-                         CREDENTIAL_LOG_INTERVAL_S)) {
-            log_line line;
-            log_begin(&line, LOG_ERROR, "the cloud API refused the "
-                                        "gateway's credentials");
-            log_int(&line, "upstream_status", res->status);
-            log_str(&line, "upstream_request_id", res->request_id);
-            log_end(&line);
-        }
-        why.code = REPLY_UPSTREAM_AUTH;
-        why.msg = "the cloud API refused the gateway's credentials";
-        return why;
-    case 429:
-        why.status = 429;
-        why.code = REPLY_RATE_LIMITED;
-        why.msg = "the cloud API is rate limiting; retry later";
-        why.retry_after = res->retry_after ? res->retry_after : "1";
-        return why;
-    default:
-        log_upstream_failure(f, res, "the cloud API answered an error");
-        return why;
-    }
-}
-
-
-static failure
-classify_failure(flight *f, const upstream_result *res)
-{
-    failure why = {502, REPLY_UPSTREAM_FAILED,
-                   "cannot reach the cloud API", NULL};
-
-    log_upstream_failure(f, res, "upstream fetch failed");
-    if (res->outcome == UPSTREAM_TIMEOUT) {
-        why.status = 504;
-        why.code = REPLY_UPSTREAM_TIME;
-        why.msg = "the cloud API did not answer in time";
-    } else if (res->outcome == UPSTREAM_TOO_LARGE) {
-        why.code = REPLY_UPSTREAM_BODY;
-        why.msg = "the cloud API sent a body over upstream.max_body";
-        metrics_inc(METRIC_VALIDATION_FAILURES);
-    }
-    return why;
-}
-
-
-static void
-handle_record_body(flight *f, const upstream_result *res, double ms)
-{
-    server *srv = f->srv;
-    record_result rec = {0};
-    const char *why = NULL;
-    failure bad = {502, REPLY_UPSTREAM_BODY,
-                   "the cloud API sent an invalid record", NULL};
-
-    if (record_normalize(srv->rules, res->body, res->body_len, f->record,
-                         &rec, &why) != 0) {
-        upstream_result logged = *res;
-        logged.detail = why;
-        metrics_inc(METRIC_VALIDATION_FAILURES);
-        log_upstream_failure(f, &logged, "invalid record from the cloud");
-        answer_all_error(f, &bad, ms, res->request_id);
+    ctx->cache = a->cache;
+    ctx->upstream_ms = a->upstream_ms;
+    ctx->upstream_id = a->upstream_id;
+    if (a->status == 200) {
+        send_record(ctx, a->body, a->len, a->finished);
         return;
     }
-
-    /* Only a finished record is stored: a running one must be read from
-     * the cloud again next time. */
-    if (rec.terminal) {
-        cache_put(srv->cache, f->project, f->record, rec.json, rec.len);
+    if (a->retry_after != NULL) {
+        evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
+                          "Retry-After", a->retry_after);
     }
-    answer_all_record(f, "miss", rec.json, rec.len, rec.terminal, ms,
-                      res->request_id);
-    record_result_clear(&rec);
-}
-
-
-static void
-on_upstream_result(const upstream_result *res, void *arg)
-{
-    flight *f = arg;
-    double ms = res->seconds * 1e3;
-    json_t *holder = NULL;
-    failure why;
-
-    if (res->outcome == UPSTREAM_ANSWERED && res->status == 200) {
-        handle_record_body(f, res, ms);
-        return;
-    }
-
-    if (res->outcome == UPSTREAM_ANSWERED) {
-        why = classify_answer(f, res, &holder);
-    } else {
-        why = classify_failure(f, res);
-    }
-    answer_all_error(f, &why, ms, res->request_id);
-    json_decref(holder);
-}
-
-
-static void
-on_cache_result(cache_status status, const char *value, size_t len,
-                void *arg)
-{
-    flight *f = arg;
-
-    if (status == CACHE_HIT && len > 0) {
-        answer_all_record(f, "hit", value, len, true, 0, NULL);
-        return;
-    }
-    upstream_fetch(f->srv->upstream, f->project, f->record,
-                   on_upstream_result, f);
-}
-
-
-/* Joins the lookup already under way for this record, or starts one. */
-static void
-lookup_record(request_ctx *ctx)
-{
-    server *srv = ctx->srv;
-    unsigned bucket = flight_bucket(ctx->rt.project_id, ctx->rt.record_id);
-    flight *f = flight_find(srv, &ctx->rt, bucket);
-
-    if (f != NULL) {
-        metrics_inc(METRIC_COALESCED);
-        TAILQ_INSERT_TAIL(&f->waiters, ctx, link);
-        return;
-    }
-
-    f = calloc(1, sizeof(*f));
-    f->srv = srv;
-    f->bucket = bucket;
-    memcpy(f->project, ctx->rt.project_id, sizeof(f->project));
-    memcpy(f->record, ctx->rt.record_id, sizeof(f->record));
-    TAILQ_INIT(&f->waiters);
-    TAILQ_INSERT_TAIL(&f->waiters, ctx, link);
-    LIST_INSERT_HEAD(&srv->flights[bucket], f, link);
-
-    cache_get(srv->cache, f->project, f->record, on_cache_result, f);
+    fail(ctx, a->status, a->error_code, a->error_msg);
 }
 
 
@@ -537,16 +247,21 @@ send_json(request_ctx *ctx, int status, const char *reason, const char *json)
 }
 
 
+/* Without Redis the gateway still answers, from the cloud: ready, but
+ * degraded, and it says so, with the breaker and the rate limit's
+ * backend. */
 static void
 serve_readyz(request_ctx *ctx)
 {
-    bool redis_up = cache_connected(ctx->srv->cache);
+    lookup *lk = ctx->srv->lookup;
+    char body[256];
 
-    /* Without Redis the gateway still answers, from the cloud: ready,
-     * but degraded, and it says so. */
-    send_json(ctx, 200, "OK",
-              redis_up ? "{\"status\":\"ready\",\"redis\":\"up\"}"
-                       : "{\"status\":\"ready\",\"redis\":\"degraded\"}");
+    snprintf(body, sizeof(body),
+             "{\"status\":\"ready\",\"redis\":\"%s\",\"breaker\":\"%s\","
+             "\"ratelimit\":\"%s\"}",
+             lookup_redis_up(lk) ? "up" : "degraded",
+             lookup_breaker_state(lk), lookup_ratelimit_backend(lk));
+    send_json(ctx, 200, "OK", body);
 }
 
 
@@ -620,7 +335,8 @@ dispatch(request_ctx *ctx)
         break;
     case ROUTE_RECORD:
         if (check_access(ctx)) {
-            lookup_record(ctx);
+            lookup_record(ctx->srv->lookup, ctx->rt.project_id,
+                          ctx->rt.record_id, on_answer, ctx);
         }
         break;
     default:
@@ -720,25 +436,16 @@ server_create(struct event_base *base, const config *cfg, char *err,
               size_t err_size)
 {
     server *srv = calloc(1, sizeof(*srv));
-    const char *why = NULL;
 
     srv->base = base;
     srv->cfg = cfg;
-    for (int i = 0; i < FLIGHT_BUCKETS; i++) {
-        LIST_INIT(&srv->flights[i]);
-    }
 
-    srv->rules = record_rules_create(cfg->terminal_statuses, &why);
-    if (srv->rules == NULL) {
-        snprintf(err, err_size, "cache.terminal_statuses: %s", why);
-        goto failed;
-    }
     srv->access = access_create(cfg, err, err_size);
     if (srv->access == NULL) {
         goto failed;
     }
-    srv->upstream = upstream_create(base, cfg, err, err_size);
-    if (srv->upstream == NULL) {
+    srv->lookup = lookup_create(base, cfg, err, err_size);
+    if (srv->lookup == NULL) {
         goto failed;
     }
 
@@ -746,7 +453,6 @@ server_create(struct event_base *base, const config *cfg, char *err,
     if (bind_listener(srv, err, err_size) != 0) {
         goto failed;
     }
-    srv->cache = cache_create(base, cfg);
     return srv;
 
 failed:
@@ -804,10 +510,8 @@ server_destroy(server *srv)
     if (srv->http != NULL) {
         evhttp_free(srv->http);
     }
-    upstream_destroy(srv->upstream);
-    cache_destroy(srv->cache);
+    lookup_destroy(srv->lookup);
     access_destroy(srv->access);
-    record_rules_destroy(srv->rules);
     if (srv->drain_timer != NULL) {
         event_free(srv->drain_timer);
     }

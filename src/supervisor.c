@@ -30,15 +30,6 @@ typedef struct {
 } supervisor;
 
 
-int
-supervisor_cpu_count(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-    return n < 1 ? 1 : (int)n;
-}
-
-
 static sigset_t
 handled_signals(void)
 {

@@ -1,10 +1,9 @@
-/* cache.h - finished records in Redis, on the gateway's event loop.
+/* cache.h - finished records in Redis.
  * SPDX-License-Identifier: MIT
  *
- * Redis is an accelerator, never a dependency: when it is down, slow or
- * refusing, every call still completes (as a miss or a dropped write)
- * within redis.timeout, and the module reconnects in the background with
- * backoff.
+ * A finished record is stored once, under {prefix}rec:{project}:{record},
+ * and read back byte for byte. Failures never reach the client: a lookup
+ * that fails is a miss, a write that fails is counted and logged.
  */
 #ifndef RECGATE_CACHE_H
 #define RECGATE_CACHE_H
@@ -13,8 +12,7 @@
 #include <stddef.h>
 
 #include "recgate/config.h"
-
-struct event_base;
+#include "recgate/redis.h"
 
 typedef struct cache cache;
 
@@ -28,27 +26,24 @@ typedef enum {
 typedef void (*cache_get_cb)(cache_status status, const char *value,
                              size_t len, void *arg);
 
-/* Starts connecting at once; never fails because Redis is down. */
-cache *cache_create(struct event_base *base, const config *cfg);
-
-/* Frees everything; pending lookups are dropped without a callback, so
- * call it only once the loop has stopped. */
+/* redis must outlive the cache. */
+cache *cache_create(redis_conn *redis, const config *cfg);
 void cache_destroy(cache *c);
 
 /* Looks a record up. cb runs exactly once, never before this returns. */
 void cache_get(cache *c, const char *project, const char *record,
                cache_get_cb cb, void *arg);
 
-/* Stores a finished record with the configured TTL; failures are counted
- * and logged, never reported to the caller. */
+/* Stores a finished record with the configured TTL. */
 void cache_put(cache *c, const char *project, const char *record,
                const char *value, size_t len);
 
 bool cache_connected(const cache *c);
 
-/* Writes the Redis key for a record into buf. Returns its length, or -1
- * when buf is too small. */
-int cache_key(const cache *c, const char *project, const char *record,
-              char *buf, size_t size);
+/* Writes "{prefix}{kind}:{project}:{record}" into buf, the name of any
+ * per-record key (kind "rec" for the record itself). Returns its length,
+ * or -1 when buf is too small. */
+int cache_key(const cache *c, const char *kind, const char *project,
+              const char *record, char *buf, size_t size);
 
 #endif /* RECGATE_CACHE_H */

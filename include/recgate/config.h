@@ -22,7 +22,9 @@ typedef struct {
     char *listen_host;     /* derived: host without brackets */
     int listen_port;       /* derived */
     char *workers;         /* "1".."64" or "auto" */
+    int workers_n;         /* derived: the number of worker processes */
     int64_t drain_timeout_ms;
+    int64_t request_timeout_ms; /* the longest a client waits */
 
     /* [upstream] */
     char *region;
@@ -36,6 +38,13 @@ typedef struct {
     int upstream_burst;
     int64_t upstream_max_body;
     int upstream_keepalive;   /* idle TLS connections kept for reuse */
+    int64_t upstream_queue_timeout_ms;
+    int upstream_queue_size;
+    int upstream_retries;
+    int64_t upstream_retry_backoff_ms;
+    int upstream_breaker_failures;
+    int64_t upstream_breaker_cooldown_ms;
+    double upstream_fallback_share;
 
     /* [credentials] */
     char *ak;

@@ -18,7 +18,4 @@
  * status: 0 after a clean stop, 1 after a fatal worker failure. */
 int supervisor_run(int n, int (*worker)(int index, void *arg), void *arg);
 
-/* The number of online processors, at least 1. */
-int supervisor_cpu_count(void);
-
 #endif /* RECGATE_SUPERVISOR_H */

@@ -1,0 +1,901 @@
+/* lookup.c - finding one record: cache, shared fetch, cloud, answer.
+ * SPDX-License-Identifier: MIT
+ *
+ * A flight moves through these states:
+ *
+ *   CACHE -> (hit) done
+ *         -> LEASE -> (won, or Redis away) QUEUED -> FETCHING -> done
+ *                  -> (lost) REMOTE -> (message) done
+ *                                   -> (poll) CACHE ...
+ *   FETCHING -> (transient failure, time left) BACKOFF -> QUEUED ...
+ *
+ * Asynchronous calls made for a flight hold a reference on it, so a
+ * callback that arrives after the flight was answered (its deadline
+ * passed, or another process's result came first) finds it still
+ * allocated, sees it is done, and lets go.
+ */
+#include "recgate/lookup.h"
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include "recgate/breaker.h"
+#include "recgate/cache.h"
+#include "recgate/clock.h"
+#include "recgate/log.h"
+#include "recgate/metrics.h"
+#include "recgate/ratelimit.h"
+#include "recgate/record.h"
+#include "recgate/redis.h"
+#include "recgate/reply.h"
+#include "recgate/route.h"
+#include "recgate/upstream.h"
+
+#define FLIGHT_BUCKETS 1024
+#define KEY_MAX 256
+#define OWNER_MAX 48
+#define REMOTE_POLL_MS 200
+#define LEASE_MARGIN_MS 1000
+#define RETRY_BACKOFF_CAP_MS 2000
+#define CREDENTIAL_LOG_INTERVAL_S 60
+
+static const char release_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n";
+
+static const char renew_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "end\n"
+    "return 0\n";
+
+typedef enum {
+    FLIGHT_CACHE = 0,
+    FLIGHT_LEASE,
+    FLIGHT_REMOTE,
+    FLIGHT_QUEUED,
+    FLIGHT_FETCHING,
+    FLIGHT_BACKOFF,
+    FLIGHT_DONE,
+} flight_state;
+
+typedef struct waiter waiter;
+typedef struct flight flight;
+
+struct waiter {
+    lookup_cb cb;
+    void *arg;
+    TAILQ_ENTRY(waiter) link;
+};
+
+struct flight {
+    lookup *lk;
+    char project[ROUTE_PROJECT_LEN + 1];
+    char record[ROUTE_RECORD_MAX + 1];
+    unsigned bucket;
+    flight_state state;
+    int refs;
+    bool leased;          /* this process holds the Redis lease */
+    int attempt;          /* upstream tries made so far */
+    int64_t deadline_ms;  /* monotonic */
+    struct event *timer;  /* remote poll, or retry backoff */
+    struct event *deadline;
+    TAILQ_HEAD(, waiter) waiters;
+    int n_waiters;
+    LIST_ENTRY(flight) link;
+};
+
+struct lookup {
+    struct event_base *base;
+    const config *cfg;
+    redis_conn *redis;
+    redis_conn *events;   /* subscriber: results of other processes */
+    cache *cache;
+    upstream *upstream;
+    ratelimit *ratelimit;
+    breaker *breaker;
+    record_rules *rules;
+    char owner[OWNER_MAX];
+    size_t done_prefix_len;
+    time_t credentials_logged;
+    LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
+};
+
+static void start_cache(flight *f);
+static void become_fetcher(flight *f);
+
+
+/* --- flights: table, references, answers ------------------------------ */
+
+static unsigned
+bucket_of(const char *project, const char *record)
+{
+    unsigned h = 2166136261u;
+
+    for (const char *p = project; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    }
+    for (const char *p = record; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    }
+    return h % FLIGHT_BUCKETS;
+}
+
+
+static flight *
+flight_find(lookup *lk, const char *project, const char *record)
+{
+    flight *f;
+
+    LIST_FOREACH(f, &lk->flights[bucket_of(project, record)], link) {
+        if (strcmp(f->project, project) == 0
+            && strcmp(f->record, record) == 0) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+
+static void
+flight_hold(flight *f)
+{
+    f->refs++;
+}
+
+
+static void
+flight_release(flight *f)
+{
+    if (--f->refs > 0) {
+        return;
+    }
+    event_free(f->timer);
+    event_free(f->deadline);
+    free(f);
+}
+
+
+static bool
+flight_done(const flight *f)
+{
+    return f->state == FLIGHT_DONE;
+}
+
+
+/* Answers every waiter and takes the flight out of the table, so that a
+ * request arriving from now on starts a lookup of its own. */
+static void
+answer_all(flight *f, const lookup_answer *a, bool from_elsewhere)
+{
+    waiter *w;
+
+    f->state = FLIGHT_DONE;
+    LIST_REMOVE(f, link);
+    evtimer_del(f->timer);
+    evtimer_del(f->deadline);
+
+    if (strcmp(a->cache, "miss") == 0) {
+        int shared = f->n_waiters - (from_elsewhere ? 0 : 1);
+        for (int i = 0; i < shared; i++) {
+            metrics_inc(METRIC_COALESCED);
+        }
+    }
+    while ((w = TAILQ_FIRST(&f->waiters)) != NULL) {
+        TAILQ_REMOVE(&f->waiters, w, link);
+        w->cb(a, w->arg);
+        free(w);
+    }
+    flight_release(f);
+}
+
+
+static void
+answer_error(flight *f, int status, const char *code, const char *msg,
+             const char *retry_after)
+{
+    lookup_answer a = {.status = status, .cache = "miss",
+                       .error_code = code, .error_msg = msg,
+                       .retry_after = retry_after};
+
+    answer_all(f, &a, false);
+}
+
+
+/* --- Redis keys and small commands ------------------------------------ */
+
+static size_t
+flight_key(const flight *f, const char *kind, char *buf, size_t size)
+{
+    int n = cache_key(f->lk->cache, kind, f->project, f->record, buf, size);
+
+    return n < 0 ? 0 : (size_t)n;
+}
+
+
+static void
+run_script(lookup *lk, const char *script, const char *key, size_t key_len,
+           const char *arg1, const char *arg2)
+{
+    const char *argv[6] = {"EVAL", script, "1", key, arg1, arg2};
+    size_t lens[6] = {4, strlen(script), 1, key_len, strlen(arg1),
+                      arg2 ? strlen(arg2) : 0};
+
+    redis_conn_command(lk->redis, NULL, NULL, arg2 ? 6 : 5, argv, lens);
+}
+
+
+static void
+release_lease(flight *f)
+{
+    char key[KEY_MAX];
+    size_t n = flight_key(f, "lease", key, sizeof(key));
+
+    if (f->leased) {
+        run_script(f->lk, release_script, key, n, f->lk->owner, NULL);
+        f->leased = false;
+    }
+}
+
+
+static void
+renew_lease(flight *f)
+{
+    char key[KEY_MAX];
+    char ttl[24];
+    size_t n = flight_key(f, "lease", key, sizeof(key));
+
+    snprintf(ttl, sizeof(ttl), "%lld",
+             (long long)(f->lk->cfg->upstream_timeout_ms + LEASE_MARGIN_MS));
+    run_script(f->lk, renew_script, key, n, f->lk->owner, ttl);
+}
+
+
+/* Tells waiting processes the outcome. Nothing is stored: a running
+ * record's answer exists only in this message. */
+static void
+publish(flight *f, const lookup_answer *a)
+{
+    char channel[KEY_MAX];
+    size_t n = flight_key(f, "done", channel, sizeof(channel));
+    json_t *msg = json_object();
+    char *text;
+
+    json_object_set_new(msg, "status", json_integer(a->status));
+    json_object_set_new(msg, "finished", json_boolean(a->finished));
+    if (a->body != NULL) {
+        json_object_set_new(msg, "body", json_stringn(a->body, a->len));
+    }
+    if (a->error_code != NULL) {
+        json_object_set_new(msg, "error_code", json_string(a->error_code));
+        json_object_set_new(msg, "error_msg", json_string(a->error_msg));
+    }
+    if (a->retry_after != NULL) {
+        json_object_set_new(msg, "retry_after", json_string(a->retry_after));
+    }
+    if (a->upstream_id != NULL) {
+        json_object_set_new(msg, "upstream_id", json_string(a->upstream_id));
+    }
+    json_object_set_new(msg, "upstream_ms", json_real(a->upstream_ms));
+
+    text = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (text != NULL) {
+        const char *argv[3] = {"PUBLISH", channel, text};
+        size_t lens[3] = {7, n, strlen(text)};
+        redis_conn_command(f->lk->redis, NULL, NULL, 3, argv, lens);
+        free(text);
+    }
+}
+
+
+/* The end of this process's own fetch: tell the others, give the lease
+ * back, and answer the waiters if they are still there. */
+static void
+finish_fetch(flight *f, const lookup_answer *a)
+{
+    publish(f, a);
+    release_lease(f);
+    if (!flight_done(f)) {
+        answer_all(f, a, false);
+    }
+}
+
+
+/* --- the cloud's answer ------------------------------------------------ */
+
+static void
+log_upstream_problem(const flight *f, const upstream_result *res,
+                     const char *msg, const char *detail)
+{
+    log_line line;
+
+    log_begin(&line, LOG_WARN, msg);
+    log_str(&line, "project_id", f->project);
+    log_str(&line, "record_id", f->record);
+    if (res->outcome == UPSTREAM_ANSWERED) {
+        log_int(&line, "upstream_status", res->status);
+    }
+    log_str(&line, "detail", detail ? detail : res->detail);
+    log_str(&line, "upstream_request_id", res->request_id);
+    log_end(&line);
+}
+
+
+/* A 200: validate, normalize, store when finished. */
+static void
+record_answer(flight *f, const upstream_result *res, lookup_answer *a,
+              record_result *rec)
+{
+    const char *why = NULL;
+
+    if (record_normalize(f->lk->rules, res->body, res->body_len, f->record,
+                         rec, &why) != 0) {
+        metrics_inc(METRIC_VALIDATION_FAILURES);
+        log_upstream_problem(f, res, "invalid record from the cloud", why);
+        a->status = 502;
+        a->error_code = REPLY_UPSTREAM_BODY;
+        a->error_msg = "the cloud API sent an invalid record";
+        return;
+    }
+
+    /* Only a finished record is stored: a running one must be read from
+     * the cloud again next time. */
+    if (rec->terminal) {
+        cache_put(f->lk->cache, f->project, f->record, rec->json, rec->len);
+    }
+    a->status = 200;
+    a->body = rec->json;
+    a->len = rec->len;
+    a->finished = rec->terminal;
+}
+
+
+/* The cloud's own 400/404 body, when it has the cloud's error shape, is
+ * passed through; its texts are bounded by the upstream body cap. */
+static void
+passed_through(const upstream_result *res, lookup_answer *a, json_t **doc)
+{
+    const char *code;
+    const char *msg;
+
+    *doc = json_loadb(res->body, res->body_len, 0, NULL);
+    code = json_string_value(json_object_get(*doc, "error_code"));
+    msg = json_string_value(json_object_get(*doc, "error_msg"));
+    if (code != NULL && msg != NULL && strlen(code) <= 64
+        && strlen(msg) <= 512) {
+        a->error_code = code;
+        a->error_msg = msg;
+    }
+}
+
+
+static void
+log_credentials_refused(lookup *lk, const upstream_result *res)
+{
+    log_line line;
+
+    if (!log_once_per(&lk->credentials_logged, CREDENTIAL_LOG_INTERVAL_S)) {
+        return;
+    }
+    log_begin(&line, LOG_ERROR, "the cloud API refused the gateway's "
+                                "credentials");
+    log_int(&line, "upstream_status", res->status);
+    log_str(&line, "upstream_request_id", res->request_id);
+    log_end(&line);
+}
+
+
+static void
+error_answer(flight *f, const upstream_result *res, lookup_answer *a,
+             json_t **doc)
+{
+    a->status = 502;
+    a->error_code = REPLY_UPSTREAM_FAILED;
+    a->error_msg = "the cloud API failed";
+
+    if (res->outcome == UPSTREAM_TIMEOUT) {
+        log_upstream_problem(f, res, "upstream fetch failed", NULL);
+        a->status = 504;
+        a->error_code = REPLY_UPSTREAM_TIME;
+        a->error_msg = "the cloud API did not answer in time";
+    } else if (res->outcome == UPSTREAM_TOO_LARGE) {
+        metrics_inc(METRIC_VALIDATION_FAILURES);
+        log_upstream_problem(f, res, "upstream fetch failed", NULL);
+        a->error_code = REPLY_UPSTREAM_BODY;
+        a->error_msg = "the cloud API sent a body over upstream.max_body";
+    } else if (res->outcome == UPSTREAM_UNREACHABLE) {
+        log_upstream_problem(f, res, "upstream fetch failed", NULL);
+        a->error_msg = "cannot reach the cloud API";
+    } else if (res->status == 400 || res->status == 404) {
+        a->status = res->status;
+        a->error_code = res->status == 400 ? REPLY_BAD_INPUT
+                                           : REPLY_NOT_FOUND;
+        a->error_msg = res->status == 400
+                           ? "the cloud API refused the request"
+                           : "no such record";
+        passed_through(res, a, doc);
+    } else if (res->status == 401 || res->status == 403) {
+        log_credentials_refused(f->lk, res);
+        a->error_code = REPLY_UPSTREAM_AUTH;
+        a->error_msg = "the cloud API refused the gateway's credentials";
+    } else if (res->status == 429) {
+        a->status = 429;
+        a->error_code = REPLY_RATE_LIMITED;
+        a->error_msg = "the cloud API is rate limiting; retry later";
+    } else {
+        log_upstream_problem(f, res, "the cloud API answered an error",
+                             NULL);
+    }
+}
+
+
+/* Seconds in a Retry-After header (delay-seconds form), at least 1. */
+static int64_t
+retry_after_ms(const char *header)
+{
+    long s = header ? strtol(header, NULL, 10) : 0;
+
+    if (s < 1) {
+        s = 1;
+    }
+    if (s > 3600) {
+        s = 3600;
+    }
+    return (int64_t)s * 1000;
+}
+
+
+static void
+note_breaker(lookup *lk, const upstream_result *res)
+{
+    bool answered = res->outcome == UPSTREAM_ANSWERED;
+
+    if (!answered || res->status >= 500) {
+        breaker_failure(lk->breaker);
+    } else if (res->status != 429) {
+        breaker_success(lk->breaker);
+    }
+}
+
+
+/* Full jitter: a random wait up to base * 2^attempt, capped. */
+static int64_t
+backoff_ms(const lookup *lk, int attempt)
+{
+    int64_t ceiling = lk->cfg->upstream_retry_backoff_ms << attempt;
+    uint32_t r = 0;
+
+    if (ceiling > RETRY_BACKOFF_CAP_MS || ceiling <= 0) {
+        ceiling = RETRY_BACKOFF_CAP_MS;
+    }
+    RAND_bytes((unsigned char *)&r, sizeof(r));
+    return (int64_t)(r % (uint32_t)(ceiling + 1));
+}
+
+
+/* Schedules another try when the failure is transient and the client's
+ * deadline leaves room. Returns true when it did. */
+static bool
+retry_later(flight *f, const upstream_result *res)
+{
+    lookup *lk = f->lk;
+    bool answered = res->outcome == UPSTREAM_ANSWERED;
+    bool transient = res->outcome == UPSTREAM_UNREACHABLE
+                     || (answered && (res->status >= 500
+                                      || res->status == 429));
+    int64_t delay;
+    struct timeval tv;
+
+    if (!transient || flight_done(f) || f->attempt > lk->cfg->upstream_retries) {
+        return false;
+    }
+    delay = answered && res->status == 429 ? retry_after_ms(res->retry_after)
+                                           : backoff_ms(lk, f->attempt);
+    if (clock_now_ms() + delay >= f->deadline_ms) {
+        return false;
+    }
+
+    f->state = FLIGHT_BACKOFF;
+    tv = clock_tv(delay);
+    evtimer_add(f->timer, &tv);
+    return true;
+}
+
+
+static void
+on_fetched(const upstream_result *res, void *arg)
+{
+    flight *f = arg;
+    lookup_answer a = {.cache = "miss", .upstream_ms = res->seconds * 1e3,
+                       .upstream_id = res->request_id};
+    record_result rec = {0};
+    char retry[24];
+    json_t *doc = NULL;
+
+    note_breaker(f->lk, res);
+    if (res->outcome == UPSTREAM_ANSWERED && res->status == 429) {
+        ratelimit_pause(f->lk->ratelimit, retry_after_ms(res->retry_after));
+    }
+    if (retry_later(f, res)) {
+        flight_release(f);
+        return;
+    }
+
+    if (res->outcome == UPSTREAM_ANSWERED && res->status == 200) {
+        record_answer(f, res, &a, &rec);
+    } else {
+        error_answer(f, res, &a, &doc);
+    }
+    if (a.status == 429) {
+        snprintf(retry, sizeof(retry), "%lld",
+                 (long long)(retry_after_ms(res->retry_after) / 1000));
+        a.retry_after = retry;
+    }
+    finish_fetch(f, &a);
+
+    record_result_clear(&rec);
+    json_decref(doc);
+    flight_release(f);
+}
+
+
+/* --- the fetcher's path ------------------------------------------------ */
+
+static void
+on_admitted(bool admitted, int64_t wait_ms, void *arg)
+{
+    flight *f = arg;
+    char retry[24];
+
+    if (flight_done(f)) {
+        release_lease(f);
+        flight_release(f);
+        return;
+    }
+    if (!admitted) {
+        lookup_answer a = {.status = 429, .cache = "miss",
+                           .error_code = REPLY_RATE_LIMITED,
+                           .error_msg = "the upstream rate limit is "
+                                        "reached; retry later",
+                           .retry_after = retry};
+        snprintf(retry, sizeof(retry), "%lld",
+                 (long long)((wait_ms + 999) / 1000));
+        finish_fetch(f, &a);
+        flight_release(f);
+        return;
+    }
+
+    if (f->leased && f->attempt > 0) {
+        renew_lease(f);
+    }
+    f->attempt++;
+    f->state = FLIGHT_FETCHING;
+    upstream_fetch(f->lk->upstream, f->project, f->record, on_fetched, f);
+}
+
+
+static void
+become_fetcher(flight *f)
+{
+    lookup *lk = f->lk;
+    char retry[24];
+
+    if (breaker_allow(lk->breaker) == BREAKER_REJECT) {
+        lookup_answer a = {.status = 503, .cache = "miss",
+                           .error_code = REPLY_UNAVAILABLE,
+                           .error_msg = "the cloud API is failing; "
+                                        "retry later",
+                           .retry_after = retry};
+        snprintf(retry, sizeof(retry), "%lld",
+                 (long long)(breaker_retry_after_ms(lk->breaker) / 1000
+                             + 1));
+        finish_fetch(f, &a);
+        return;
+    }
+
+    f->state = FLIGHT_QUEUED;
+    flight_hold(f);
+    ratelimit_acquire(lk->ratelimit, f->deadline_ms, on_admitted, f);
+}
+
+
+/* --- cache, lease, waiting for another process ------------------------ */
+
+static void
+on_lease(redisReply *reply, void *arg)
+{
+    flight *f = arg;
+    struct timeval tv;
+
+    if (flight_done(f)) {
+        if (reply != NULL && reply->type == REDIS_REPLY_STATUS) {
+            f->leased = true;
+            release_lease(f);
+        }
+        flight_release(f);
+        return;
+    }
+
+    if (reply != NULL && reply->type == REDIS_REPLY_NIL) {
+        /* Another process is fetching: wait for its message, and look
+         * again now and then in case it died or the message was lost. */
+        f->state = FLIGHT_REMOTE;
+        tv = clock_tv(REMOTE_POLL_MS + rand() % 50);
+        evtimer_add(f->timer, &tv);
+    } else {
+        /* Won the lease, or Redis failed: fetch here. Without Redis the
+         * processes cannot agree, and answering beats waiting. */
+        f->leased = reply != NULL && reply->type == REDIS_REPLY_STATUS;
+        become_fetcher(f);
+    }
+    flight_release(f);
+}
+
+
+static void
+try_lease(flight *f)
+{
+    lookup *lk = f->lk;
+    char key[KEY_MAX];
+    char ttl[24];
+    size_t n = flight_key(f, "lease", key, sizeof(key));
+    const char *argv[6] = {"SET", key, lk->owner, "NX", "PX", ttl};
+    size_t lens[6] = {3, n, strlen(lk->owner), 2, 2, 0};
+
+    if (!redis_conn_up(lk->redis)) {
+        become_fetcher(f);
+        return;
+    }
+    lens[5] = (size_t)snprintf(ttl, sizeof(ttl), "%lld",
+                               (long long)(lk->cfg->upstream_timeout_ms
+                                           + LEASE_MARGIN_MS));
+    f->state = FLIGHT_LEASE;
+    flight_hold(f);
+    redis_conn_command(lk->redis, on_lease, f, 6, argv, lens);
+}
+
+
+static void
+on_cache(cache_status status, const char *value, size_t len, void *arg)
+{
+    flight *f = arg;
+
+    if (flight_done(f)) {
+        flight_release(f);
+        return;
+    }
+    if (status == CACHE_HIT) {
+        lookup_answer a = {.status = 200, .cache = "hit", .body = value,
+                           .len = len, .finished = true};
+        answer_all(f, &a, false);
+    } else {
+        try_lease(f);
+    }
+    flight_release(f);
+}
+
+
+static void
+start_cache(flight *f)
+{
+    f->state = FLIGHT_CACHE;
+    flight_hold(f);
+    cache_get(f->lk->cache, f->project, f->record, on_cache, f);
+}
+
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    flight *f = arg;
+
+    (void)fd;
+    (void)what;
+    if (f->state == FLIGHT_REMOTE) {
+        start_cache(f);
+    } else if (f->state == FLIGHT_BACKOFF) {
+        become_fetcher(f);
+    }
+}
+
+
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    answer_error(arg, 504, REPLY_UPSTREAM_TIME,
+                 "no answer within server.request_timeout", NULL);
+}
+
+
+/* A result published by the process that fetched. */
+static void
+on_message(const char *channel, const char *payload, size_t len, void *arg)
+{
+    lookup *lk = arg;
+    const char *key = channel + lk->done_prefix_len;
+    const char *colon = strchr(key, ':');
+    char project[ROUTE_PROJECT_LEN + 1];
+    json_t *msg;
+    flight *f;
+
+    if (strlen(channel) < lk->done_prefix_len || colon == NULL
+        || colon - key != ROUTE_PROJECT_LEN) {
+        return;
+    }
+    memcpy(project, key, ROUTE_PROJECT_LEN);
+    project[ROUTE_PROJECT_LEN] = '\0';
+    f = flight_find(lk, project, colon + 1);
+    if (f == NULL || f->state == FLIGHT_QUEUED
+        || f->state == FLIGHT_FETCHING || f->state == FLIGHT_BACKOFF) {
+        return;    /* nobody waits, or this process fetches itself */
+    }
+
+    msg = json_loadb(payload, len, 0, NULL);
+    if (json_integer_value(json_object_get(msg, "status")) > 0) {
+        json_t *body = json_object_get(msg, "body");
+        lookup_answer a = {
+            .status = (int)json_integer_value(json_object_get(msg, "status")),
+            .cache = "miss",
+            .body = json_string_value(body),
+            .len = json_string_length(body),
+            .finished = json_is_true(json_object_get(msg, "finished")),
+            .error_code = json_string_value(json_object_get(msg,
+                                                            "error_code")),
+            .error_msg = json_string_value(json_object_get(msg,
+                                                           "error_msg")),
+            .retry_after = json_string_value(json_object_get(msg,
+                                                             "retry_after")),
+            .upstream_ms = json_number_value(json_object_get(msg,
+                                                             "upstream_ms")),
+            .upstream_id = json_string_value(json_object_get(msg,
+                                                             "upstream_id")),
+        };
+        if ((a.status == 200 && a.body != NULL)
+            || (a.status != 200 && a.error_code && a.error_msg)) {
+            answer_all(f, &a, true);
+        }
+    }
+    json_decref(msg);
+}
+
+
+/* --- the public face --------------------------------------------------- */
+
+void
+lookup_record(lookup *lk, const char *project, const char *record,
+              lookup_cb cb, void *arg)
+{
+    flight *f = flight_find(lk, project, record);
+    waiter *w = calloc(1, sizeof(*w));
+    struct timeval tv = clock_tv(lk->cfg->request_timeout_ms);
+
+    w->cb = cb;
+    w->arg = arg;
+    if (f != NULL) {
+        TAILQ_INSERT_TAIL(&f->waiters, w, link);
+        f->n_waiters++;
+        return;
+    }
+
+    f = calloc(1, sizeof(*f));
+    f->lk = lk;
+    f->refs = 1;
+    snprintf(f->project, sizeof(f->project), "%s", project);
+    snprintf(f->record, sizeof(f->record), "%s", record);
+    f->bucket = bucket_of(project, record);
+    f->deadline_ms = clock_now_ms() + lk->cfg->request_timeout_ms;
+    f->timer = evtimer_new(lk->base, on_timer, f);
+    f->deadline = evtimer_new(lk->base, on_deadline, f);
+    TAILQ_INIT(&f->waiters);
+    TAILQ_INSERT_TAIL(&f->waiters, w, link);
+    f->n_waiters = 1;
+    LIST_INSERT_HEAD(&lk->flights[f->bucket], f, link);
+
+    evtimer_add(f->deadline, &tv);
+    start_cache(f);
+}
+
+
+static void
+make_owner_id(lookup *lk)
+{
+    unsigned char raw[8] = {0};
+    char hex[17];
+
+    RAND_bytes(raw, sizeof(raw));
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    }
+    snprintf(lk->owner, sizeof(lk->owner), "%s-%d", hex, (int)getpid());
+}
+
+
+lookup *
+lookup_create(struct event_base *base, const config *cfg, char *err,
+              size_t err_size)
+{
+    lookup *lk = calloc(1, sizeof(*lk));
+    const char *why = NULL;
+    char pattern[KEY_MAX];
+
+    lk->base = base;
+    lk->cfg = cfg;
+    for (int i = 0; i < FLIGHT_BUCKETS; i++) {
+        LIST_INIT(&lk->flights[i]);
+    }
+    make_owner_id(lk);
+
+    lk->rules = record_rules_create(cfg->terminal_statuses, &why);
+    if (lk->rules == NULL) {
+        snprintf(err, err_size, "cache.terminal_statuses: %s", why);
+        lookup_destroy(lk);
+        return NULL;
+    }
+    lk->upstream = upstream_create(base, cfg, err, err_size);
+    if (lk->upstream == NULL) {
+        lookup_destroy(lk);
+        return NULL;
+    }
+
+    lk->redis = redis_conn_create(base, cfg, "commands");
+    lk->events = redis_conn_create(base, cfg, "events");
+    snprintf(pattern, sizeof(pattern), "%sdone:*", cfg->key_prefix);
+    lk->done_prefix_len = strlen(pattern) - 1;
+    redis_conn_subscribe(lk->events, pattern, on_message, lk);
+
+    lk->cache = cache_create(lk->redis, cfg);
+    lk->ratelimit = ratelimit_create(base, cfg, lk->redis, cfg->workers_n);
+    lk->breaker = breaker_create(cfg->upstream_breaker_failures,
+                                 cfg->upstream_breaker_cooldown_ms);
+    return lk;
+}
+
+
+void
+lookup_destroy(lookup *lk)
+{
+    if (lk == NULL) {
+        return;
+    }
+    ratelimit_destroy(lk->ratelimit);
+    upstream_destroy(lk->upstream);
+    redis_conn_destroy(lk->events);
+    redis_conn_destroy(lk->redis);
+    cache_destroy(lk->cache);
+    breaker_destroy(lk->breaker);
+    record_rules_destroy(lk->rules);
+    free(lk);
+}
+
+
+bool
+lookup_redis_up(const lookup *lk)
+{
+    return redis_conn_up(lk->redis);
+}
+
+
+const char *
+lookup_breaker_state(const lookup *lk)
+{
+    return breaker_state_name(lk->breaker);
+}
+
+
+const char *
+lookup_ratelimit_backend(const lookup *lk)
+{
+    return ratelimit_backend(lk->ratelimit);
+}
