@@ -760,6 +760,117 @@ config_print(const config *cfg, FILE *out)
 }
 
 
+/* Keys whose new value needs a restart: sockets, connections and
+ * structures built from them at start. */
+static const char *const restart_only[] = {
+    "server.listen",          "server.workers",
+    "upstream.region",        "upstream.endpoint",
+    "upstream.ca_file",       "upstream.keepalive",
+    "upstream.breaker_failures", "upstream.breaker_cooldown",
+    "redis.url",              "redis.key_prefix",
+    "cache.terminal_statuses", "cache.l1_bytes",
+};
+
+
+static bool
+is_restart_only(const opt *o)
+{
+    char name[64];
+
+    snprintf(name, sizeof(name), "%s.%s", o->section, o->key);
+    for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]);
+         i++) {
+        if (strcmp(name, restart_only[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+
+static bool
+same_value(const config *a, const config *b, const opt *o)
+{
+    const char *fa = (const char *)a + o->offset;
+    const char *fb = (const char *)b + o->offset;
+    const char *sa;
+    const char *sb;
+
+    switch (o->type) {
+    case OPT_STRING:
+    case OPT_SECRET:
+        sa = *(char *const *)fa;
+        sb = *(char *const *)fb;
+        return (sa == NULL && sb == NULL)
+               || (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
+    case OPT_DURATION:
+    case OPT_SIZE:
+        return *(const int64_t *)fa == *(const int64_t *)fb;
+    case OPT_INT:
+        return *(const int *)fa == *(const int *)fb;
+    case OPT_DOUBLE:
+        return *(const double *)fa == *(const double *)fb;
+    case OPT_LOG_LEVEL:
+        return *(const log_level *)fa == *(const log_level *)fb;
+    }
+    return true;
+}
+
+
+/* Moves one value from fresh into live; strings change hands, so
+ * neither config frees the other's. */
+static void
+take_value(config *live, config *fresh, const opt *o)
+{
+    char *fl = (char *)live + o->offset;
+    char *ff = (char *)fresh + o->offset;
+    char *tmp;
+
+    if (o->type == OPT_STRING || o->type == OPT_SECRET) {
+        tmp = *(char **)fl;
+        *(char **)fl = *(char **)ff;
+        *(char **)ff = tmp;
+        return;
+    }
+    memcpy(fl, ff, o->type == OPT_INT ? sizeof(int)
+                   : o->type == OPT_DOUBLE ? sizeof(double)
+                   : o->type == OPT_LOG_LEVEL ? sizeof(log_level)
+                                              : sizeof(int64_t));
+}
+
+
+int
+config_reload(config *live, const char *path, FILE *err)
+{
+    config *fresh = config_load(path, err);
+    int changed = 0;
+
+    if (fresh == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const opt *o = &options[i];
+        char name[64];
+
+        if (same_value(live, fresh, o)) {
+            continue;
+        }
+        snprintf(name, sizeof(name), "%s.%s", o->section, o->key);
+        if (is_restart_only(o)) {
+            log_msg(LOG_WARN, "reload: this key changes only with a "
+                              "restart; the running value is kept",
+                    "key", name);
+            continue;
+        }
+        take_value(live, fresh, o);
+        log_msg(LOG_INFO, "reload: new value in effect", "key", name);
+        changed++;
+    }
+    config_destroy(fresh);
+    return changed;
+}
+
+
 bool
 config_project_allowed(const config *cfg, const char *project)
 {

@@ -3,12 +3,27 @@
  */
 #include "recgate/log.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+/* Warnings and errors of one kind (one message text) are written at most
+ * this many times a second; the rest are counted and summed up in one
+ * line, so a failing neighbour cannot fill the disk. */
+#define LOG_BURST_PER_S 10
+#define LOG_BUDGETS 64
+
+typedef struct {
+    const char *msg;        /* a static string: compared by address */
+    time_t second;
+    int count;
+    long suppressed;
+} msg_budget;
+
 static log_level current_level = LOG_INFO;
+static msg_budget budgets[LOG_BUDGETS];
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -101,6 +116,40 @@ append_key(log_line *line, const char *key)
 }
 
 
+static void
+report_suppressed(const msg_budget *b)
+{
+    log_line line;
+
+    log_begin(&line, LOG_WARN, "similar log lines suppressed");
+    log_str(&line, "suppressed_msg", b->msg);
+    log_int(&line, "count", b->suppressed);
+    log_end(&line);
+}
+
+
+/* True when a line with this message is over its budget this second. */
+static bool
+over_budget(const char *msg)
+{
+    msg_budget *b = &budgets[((uintptr_t)msg >> 3) % LOG_BUDGETS];
+    time_t now = time(NULL);
+    msg_budget old = *b;
+
+    if (b->msg != msg || b->second != now) {
+        *b = (msg_budget){.msg = msg, .second = now};
+        if (old.suppressed > 0) {
+            report_suppressed(&old);
+        }
+    }
+    if (++b->count > LOG_BURST_PER_S) {
+        b->suppressed++;
+        return true;
+    }
+    return false;
+}
+
+
 void
 log_begin(log_line *line, log_level level, const char *msg)
 {
@@ -109,7 +158,8 @@ log_begin(log_line *line, log_level level, const char *msg)
     char ts[40];
     int n;
 
-    line->active = log_enabled(level);
+    line->active = log_enabled(level)
+                   && (level < LOG_WARN || !over_budget(msg));
     line->len = 0;
     if (!line->active) {
         return;
@@ -124,6 +174,7 @@ log_begin(log_line *line, log_level level, const char *msg)
 
     log_str(line, "level", level_names[level]);
     log_str(line, "msg", msg);
+    log_int(line, "pid", (long long)getpid());
 }
 
 

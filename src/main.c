@@ -13,6 +13,7 @@
 #include "recgate/config.h"
 #include "recgate/log.h"
 #include "recgate/metrics.h"
+#include "recgate/selfcheck.h"
 #include "recgate/server.h"
 #include "recgate/supervisor.h"
 
@@ -22,6 +23,13 @@ typedef struct {
     const char *config_path;
     int check_only;
 } options;
+
+/* What a worker and the supervisor need to run and to reload. */
+typedef struct {
+    config *cfg;
+    const char *config_path;
+    server *srv;            /* this worker's, once running */
+} app;
 
 
 static void
@@ -80,45 +88,118 @@ parse_args(int argc, char **argv, options *opt)
 }
 
 
+/* Writes each line a config problem report holds as a JSON log line, so
+ * that stderr stays one JSON object per line. */
+static void
+log_config_problems(char *text)
+{
+    for (char *line = strtok(text, "\n"); line != NULL;
+         line = strtok(NULL, "\n")) {
+        log_msg(LOG_ERROR, "invalid configuration", "error", line);
+    }
+}
+
+
+/* Reads the config file again; the live config takes the new values of
+ * keys that can change while running. */
+static void
+reload_config(app *a)
+{
+    char *problems = NULL;
+    size_t size = 0;
+    FILE *err = open_memstream(&problems, &size);
+    int changed = config_reload(a->cfg, a->config_path, err);
+
+    fclose(err);
+    if (changed < 0) {
+        log_config_problems(problems);
+        log_msg(LOG_ERROR, "reload refused: keeping the running config",
+                "path", a->config_path);
+    } else {
+        log_set_level(a->cfg->log_level);
+        log_msg(LOG_INFO, "configuration reloaded", "path", a->config_path);
+    }
+    free(problems);
+}
+
+
 static void
 on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
+    app *a = arg;
+
     (void)what;
     log_msg(LOG_INFO, "stopping: draining requests in flight", "signal",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    server_drain(arg);
+    server_drain(a->srv);
+}
+
+
+static void
+on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+    app *a = arg;
+
+    (void)sig;
+    (void)what;
+    reload_config(a);
+    server_reload(a->srv);
 }
 
 
 static int
-run(const config *cfg)
+run(app *a)
 {
     struct event_base *base = event_base_new();
-    struct event *sigterm;
-    struct event *sigint;
+    struct event *signals[3];
+    static const int numbers[3] = {SIGTERM, SIGINT, SIGHUP};
     char err[512];
-    server *srv;
 
-    srv = server_create(base, cfg, err, sizeof(err));
-    if (srv == NULL) {
+    a->srv = server_create(base, a->cfg, err, sizeof(err));
+    if (a->srv == NULL) {
         log_msg(LOG_ERROR, "cannot start", "error", err);
         event_base_free(base);
         return SUPERVISOR_EXIT_FATAL;
     }
 
-    sigterm = evsignal_new(base, SIGTERM, on_stop_signal, srv);
-    sigint = evsignal_new(base, SIGINT, on_stop_signal, srv);
-    evsignal_add(sigterm, NULL);
-    evsignal_add(sigint, NULL);
-    log_msg(LOG_INFO, "listening", "listen", cfg->listen);
+    for (int i = 0; i < 3; i++) {
+        signals[i] = evsignal_new(base, numbers[i],
+                                  numbers[i] == SIGHUP ? on_reload_signal
+                                                       : on_stop_signal,
+                                  a);
+        evsignal_add(signals[i], NULL);
+    }
+    log_msg(LOG_INFO, "listening", "listen", a->cfg->listen);
 
     event_base_dispatch(base);
 
-    server_destroy(srv);
-    event_free(sigterm);
-    event_free(sigint);
+    server_destroy(a->srv);
+    for (int i = 0; i < 3; i++) {
+        event_free(signals[i]);
+    }
     event_base_free(base);
     log_msg(LOG_INFO, "stopped", NULL, NULL);
+    return 0;
+}
+
+
+/* Refuses to run with a signer that disagrees with Huawei's SDK: every
+ * upstream request would fail. */
+static int
+check_signer(void)
+{
+    char err[256];
+    char count[16];
+    int n = selfcheck_signer(err, sizeof(err));
+
+    if (n < 0) {
+        log_msg(LOG_ERROR, "signer self-check failed: not starting", "error",
+                err);
+        return -1;
+    }
+    snprintf(count, sizeof(count), "%d", n);
+    log_msg(LOG_DEBUG, "signer agrees with the SDK's vectors", "vectors",
+            count);
     return 0;
 }
 
@@ -132,22 +213,60 @@ run_worker(int index, void *arg)
 }
 
 
+/* The supervisor's copy is what restarted workers start from: keep it
+ * current too. */
+static void
+reload_supervisor(void *arg)
+{
+    reload_config(arg);
+}
+
+
 /* One worker runs in this process; more run under a supervising parent.
  */
 static int
-serve(config *cfg)
+serve(app *a)
 {
-    int n = cfg->workers_n;
+    int n = a->cfg->workers_n;
 
     if (n == 1) {
-        return run(cfg) == 0 ? 0 : 1;
+        return run(a) == 0 ? 0 : 1;
     }
     if (metrics_init_shared(n) != 0) {
         log_msg(LOG_ERROR, "cannot share metrics between workers", NULL,
                 NULL);
         return 1;
     }
-    return supervisor_run(n, run_worker, cfg);
+    return supervisor_run(n, run_worker, reload_supervisor, a);
+}
+
+
+/* --check-config reports problems as plain text for the person running
+ * it; a serving gateway reports them as JSON log lines. */
+static config *
+load_config(const options *opt)
+{
+    char *problems = NULL;
+    size_t size = 0;
+    FILE *err;
+    config *cfg;
+
+    if (opt->check_only) {
+        cfg = config_load(opt->config_path, stderr);
+        if (cfg == NULL) {
+            fprintf(stderr, "recgate: the configuration is not valid\n");
+        }
+        return cfg;
+    }
+
+    err = open_memstream(&problems, &size);
+    cfg = config_load(opt->config_path, err);
+    fclose(err);
+    if (cfg == NULL) {
+        log_config_problems(problems);
+    }
+    free(problems);
+    return cfg;
 }
 
 
@@ -155,6 +274,7 @@ int
 main(int argc, char **argv)
 {
     options opt = {0};
+    app a = {0};
     config *cfg;
     int rc = parse_args(argc, argv, &opt);
 
@@ -162,13 +282,18 @@ main(int argc, char **argv)
         return rc;
     }
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
 
-    cfg = config_load(opt.config_path, stderr);
+    cfg = load_config(&opt);
     if (cfg == NULL) {
-        fprintf(stderr, "recgate: the configuration is not valid\n");
         return 1;
     }
     log_set_level(cfg->log_level);
+
+    if (check_signer() != 0) {
+        config_destroy(cfg);
+        return 1;
+    }
 
     if (opt.check_only) {
         config_print(cfg, stdout);
@@ -176,7 +301,9 @@ main(int argc, char **argv)
         return 0;
     }
 
-    rc = serve(cfg);
+    a.cfg = cfg;
+    a.config_path = opt.config_path;
+    rc = serve(&a);
     config_destroy(cfg);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #define LABELLED_MAX 64
 
@@ -34,6 +35,8 @@ typedef struct {
     uint64_t upstream_count;
     double upstream_sum;
     int64_t l1_bytes;
+    long long clock_skew_s;
+    time_t clock_skew_at;    /* when it was seen; 0: never */
 } slot;
 
 static slot private_slot;
@@ -165,6 +168,29 @@ sum_slots(slot *total)
 }
 
 
+void
+metrics_set_clock_skew(long long seconds)
+{
+    mine->clock_skew_s = seconds;
+    mine->clock_skew_at = time(NULL);
+}
+
+
+bool
+metrics_clock_skew(long long *seconds)
+{
+    time_t latest = 0;
+
+    for (int s = 0; s < n_slots; s++) {
+        if (slots[s].clock_skew_at > latest) {
+            latest = slots[s].clock_skew_at;
+            *seconds = slots[s].clock_skew_s;
+        }
+    }
+    return latest != 0;
+}
+
+
 static void
 render_head(struct evbuffer *buf, const char *name, const char *type,
             const char *help)
@@ -213,6 +239,7 @@ metrics_render(struct evbuffer *buf)
 {
     slot total;
     const slot *t = &total;
+    long long skew;
 
     sum_slots(&total);
 
@@ -243,4 +270,11 @@ metrics_render(struct evbuffer *buf)
                 "Bytes held by the in-process record cache.");
     evbuffer_add_printf(buf, "recgate_l1_bytes %lld\n",
                         (long long)t->l1_bytes);
+
+    if (metrics_clock_skew(&skew)) {
+        render_head(buf, "recgate_clock_skew_seconds", "gauge",
+                    "The cloud's clock minus this host's, from its Date "
+                    "header.");
+        evbuffer_add_printf(buf, "recgate_clock_skew_seconds %lld\n", skew);
+    }
 }

@@ -62,8 +62,7 @@ struct ratelimit {
     redis_conn *redis;
     char bucket_key[KEY_MAX];
     char pause_key[KEY_MAX];
-    double local_rate;      /* tokens per ms, the fallback */
-    double local_burst;
+    int workers;
     double local_tokens;
     int64_t local_ts;
     int64_t paused_until;   /* monotonic; also kept locally */
@@ -80,7 +79,6 @@ ratelimit_create(struct event_base *base, const config *cfg,
                  redis_conn *redis, int workers)
 {
     ratelimit *rl = calloc(1, sizeof(*rl));
-    double share = cfg->upstream_fallback_share / (workers > 0 ? workers : 1);
 
     rl->base = base;
     rl->cfg = cfg;
@@ -89,9 +87,8 @@ ratelimit_create(struct event_base *base, const config *cfg,
              cfg->key_prefix);
     snprintf(rl->pause_key, sizeof(rl->pause_key), "%spause",
              cfg->key_prefix);
-    rl->local_rate = cfg->upstream_rate * share / 1000.0;
-    rl->local_burst = fmax(1.0, floor(cfg->upstream_burst * share));
-    rl->local_tokens = rl->local_burst;
+    rl->workers = workers > 0 ? workers : 1;
+    rl->local_tokens = 1.0;
     rl->local_ts = clock_now_ms();
     TAILQ_INIT(&rl->waiters);
     return rl;
@@ -142,25 +139,29 @@ finish(waiter *w, bool admitted, int64_t retry_after_ms)
 }
 
 
-/* The token bucket of this worker alone, used while Redis is away. */
+/* The token bucket of this worker alone, used while Redis is away: its
+ * share of the rate is upstream.fallback_share split over the workers,
+ * since the replicas can no longer agree. */
 static int64_t
 take_local_token(ratelimit *rl)
 {
+    const config *cfg = rl->cfg;
+    double share = cfg->upstream_fallback_share / rl->workers;
+    double rate = cfg->upstream_rate * share / 1000.0;   /* per ms */
+    double burst = fmax(1.0, floor(cfg->upstream_burst * share));
     int64_t now = clock_now_ms();
 
     if (now < rl->paused_until) {
         return rl->paused_until - now;
     }
-    rl->local_tokens = fmin(rl->local_burst,
-                            rl->local_tokens
-                                + (double)(now - rl->local_ts)
-                                      * rl->local_rate);
+    rl->local_tokens = fmin(burst, rl->local_tokens
+                                       + (double)(now - rl->local_ts) * rate);
     rl->local_ts = now;
     if (rl->local_tokens >= 1.0) {
         rl->local_tokens -= 1.0;
         return 0;
     }
-    return (int64_t)ceil((1.0 - rl->local_tokens) / rl->local_rate);
+    return (int64_t)ceil((1.0 - rl->local_tokens) / rate);
 }
 
 

@@ -28,6 +28,7 @@
 #define REQUEST_ID_MAX 128
 #define ALLOWED_METHODS "GET, HEAD"
 #define LISTEN_BACKLOG 1024
+#define CLOCK_SKEW_MAX_S 600
 
 typedef struct request_ctx request_ctx;
 
@@ -247,21 +248,30 @@ send_json(request_ctx *ctx, int status, const char *reason, const char *json)
 }
 
 
-/* Without Redis the gateway still answers, from the cloud: ready, but
- * degraded, and it says so, with the breaker and the rate limit's
- * backend. */
+/* Ready unless the clock is so far from the cloud's that signatures would
+ * be refused. Without Redis the gateway still answers, from the cloud:
+ * ready, but degraded, and it says so, with the breaker and the rate
+ * limit's backend. */
 static void
 serve_readyz(request_ctx *ctx)
 {
     lookup *lk = ctx->srv->lookup;
-    char body[256];
+    long long skew = 0;
+    bool has_skew = metrics_clock_skew(&skew);
+    bool skewed = has_skew && llabs(skew) > CLOCK_SKEW_MAX_S;
+    char body[320];
 
     snprintf(body, sizeof(body),
-             "{\"status\":\"ready\",\"redis\":\"%s\",\"breaker\":\"%s\","
-             "\"ratelimit\":\"%s\"}",
+             "{\"status\":\"%s\",\"redis\":\"%s\",\"breaker\":\"%s\","
+             "\"ratelimit\":\"%s\",\"clock_skew_seconds\":%lld%s}",
+             skewed ? "not_ready" : "ready",
              lookup_redis_up(lk) ? "up" : "degraded",
-             lookup_breaker_state(lk), lookup_ratelimit_backend(lk));
-    send_json(ctx, 200, "OK", body);
+             lookup_breaker_state(lk), lookup_ratelimit_backend(lk), skew,
+             skewed ? ",\"reason\":\"clock skew against the cloud over "
+                      "10 minutes: signatures would be refused\""
+                    : "");
+    send_json(ctx, skewed ? 503 : 200, skewed ? "Service Unavailable" : "OK",
+              body);
 }
 
 
@@ -498,6 +508,23 @@ server_drain(server *srv)
     }
     srv->drain_timer = evtimer_new(srv->base, on_drain_timeout, srv);
     evtimer_add(srv->drain_timer, &tv);
+}
+
+
+void
+server_reload(server *srv)
+{
+    char err[512];
+    access_list *fresh = access_create(srv->cfg, err, sizeof(err));
+
+    /* A tokens file that cannot be read keeps the old list: locking
+     * every client out by a typo would be worse. */
+    if (fresh == NULL) {
+        log_msg(LOG_ERROR, "reload: tokens file not reloaded", "error", err);
+        return;
+    }
+    access_destroy(srv->access);
+    srv->access = fresh;
 }
 
 

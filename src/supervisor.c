@@ -24,6 +24,7 @@ typedef struct {
     pid_t *pids;
     struct timespec *started;
     int (*worker)(int index, void *arg);
+    void (*reload)(void *arg);
     void *arg;
     bool stopping;
     bool fatal;
@@ -73,7 +74,7 @@ spawn(supervisor *sv, int index)
     pid_t pid = fork();
 
     if (pid == 0) {
-        signal(SIGHUP, SIG_DFL);
+        signal(SIGHUP, SIG_IGN);
         sigprocmask(SIG_UNBLOCK, &set, NULL);
         exit(sv->worker(index, sv->arg));
     }
@@ -180,6 +181,7 @@ on_signal(supervisor *sv, int sig)
         reap(sv);
         break;
     case SIGHUP:
+        sv->reload(sv->arg);
         signal_all(sv, SIGHUP);
         break;
     default:
@@ -195,10 +197,12 @@ on_signal(supervisor *sv, int sig)
 
 
 int
-supervisor_run(int n, int (*worker)(int index, void *arg), void *arg)
+supervisor_run(int n, int (*worker)(int index, void *arg),
+               void (*reload)(void *arg), void *arg)
 {
     sigset_t set = handled_signals();
-    supervisor sv = {.n = n, .worker = worker, .arg = arg};
+    supervisor sv = {.n = n, .worker = worker, .reload = reload,
+                     .arg = arg};
     int sig;
 
     sv.pids = calloc((size_t)n, sizeof(pid_t));

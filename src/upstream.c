@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "recgate/log.h"
 #include "recgate/metrics.h"
@@ -397,6 +398,28 @@ on_request_error(enum evhttp_request_error error, void *arg)
 }
 
 
+/* Reads an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") and tells how
+ * far the sender's clock is from ours. The cloud rejects signatures more
+ * than 15 minutes off, so this is worth watching. */
+static bool
+clock_skew(const char *date, long long *skew_s)
+{
+    struct tm tm;
+    const char *end;
+
+    if (date == NULL) {
+        return false;
+    }
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (end == NULL || *end != '\0') {
+        return false;
+    }
+    *skew_s = (long long)(timegm(&tm) - time(NULL));
+    return true;
+}
+
+
 static void
 answer(fetch *f, struct evhttp_request *req)
 {
@@ -413,6 +436,10 @@ answer(fetch *f, struct evhttp_request *req)
     res.request_id = evhttp_find_header(in, "X-Request-Id");
     res.retry_after = evhttp_find_header(in, "Retry-After");
     res.date = evhttp_find_header(in, "Date");
+    res.has_clock_skew = clock_skew(res.date, &res.clock_skew_s);
+    if (res.has_clock_skew) {
+        metrics_set_clock_skew(res.clock_skew_s);
+    }
     deliver(f, &res);
 }
 

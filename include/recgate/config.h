@@ -84,6 +84,13 @@ config *config_load(const char *path, FILE *err);
 
 void config_destroy(config *cfg);
 
+/* Reads path again and moves every changed value that can change while
+ * running into live; a changed key that needs a restart (listen address,
+ * workers, endpoint, Redis URL, ...) is logged and kept. Returns the
+ * number of values changed, or -1 (live untouched) when the file is not
+ * valid, after writing the problems to err. */
+int config_reload(config *live, const char *path, FILE *err);
+
 /* Writes the effective settings as INI, secrets masked. */
 void config_print(const config *cfg, FILE *out);
 

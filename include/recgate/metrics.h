@@ -8,6 +8,7 @@
 #ifndef RECGATE_METRICS_H
 #define RECGATE_METRICS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct evbuffer;
@@ -39,6 +40,13 @@ void metrics_request(int code, const char *cache);
 void metrics_upstream(int code, double seconds);
 
 void metrics_set_l1_bytes(int64_t bytes);
+
+/* The cloud's clock minus ours, from its latest Date header. */
+void metrics_set_clock_skew(long long seconds);
+
+/* The latest skew seen by any worker. Returns false when none was seen.
+ */
+bool metrics_clock_skew(long long *seconds);
 
 /* Appends the whole exposition, summed over every worker, to buf. */
 void metrics_render(struct evbuffer *buf);

@@ -27,6 +27,10 @@ server *server_create(struct event_base *base, const config *cfg,
  * the event loop (at the latest after server.drain_timeout). */
 void server_drain(server *srv);
 
+/* Takes up settings that changed in the (already reloaded) config: the
+ * tokens file is read again. Open connections are kept. */
+void server_reload(server *srv);
+
 void server_destroy(server *srv);
 
 #endif /* RECGATE_SERVER_H */

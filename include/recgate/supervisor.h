@@ -14,8 +14,11 @@
 #define SUPERVISOR_EXIT_FATAL 2
 
 /* Runs worker(index, arg) in n child processes and supervises them until
- * they have all stopped after a stop signal. Returns the process's exit
- * status: 0 after a clean stop, 1 after a fatal worker failure. */
-int supervisor_run(int n, int (*worker)(int index, void *arg), void *arg);
+ * they have all stopped after a stop signal. On SIGHUP it calls
+ * reload(arg) in the parent, then passes the signal to the workers.
+ * Returns the process's exit status: 0 after a clean stop, 1 after a
+ * fatal worker failure. */
+int supervisor_run(int n, int (*worker)(int index, void *arg),
+                   void (*reload)(void *arg), void *arg);
 
 #endif /* RECGATE_SUPERVISOR_H */

@@ -9,6 +9,7 @@
 #ifndef RECGATE_UPSTREAM_H
 #define RECGATE_UPSTREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "recgate/config.h"
@@ -33,6 +34,8 @@ typedef struct {
     const char *request_id;   /* the cloud's X-Request-Id, or NULL */
     const char *retry_after;  /* the cloud's Retry-After, or NULL */
     const char *date;         /* the cloud's Date, or NULL */
+    long long clock_skew_s;   /* the cloud's Date minus our clock */
+    bool has_clock_skew;      /* a Date header could be read */
     const char *detail;       /* why it failed, for the log, or NULL */
     double seconds;
 } upstream_result;
