@@ -6,8 +6,56 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+
+
+void
+reply_etag(const char *body, size_t len, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+
+    EVP_Digest(body, len, md, &md_len, EVP_sha256(), NULL);
+    out[0] = '"';
+    for (int i = 0; i < 16; i++) {
+        out[1 + 2 * i] = hex[md[i] >> 4];
+        out[2 + 2 * i] = hex[md[i] & 0xf];
+    }
+    out[33] = '"';
+    out[34] = '\0';
+}
+
+
+bool
+reply_etag_matches(const char *if_none_match, const char *etag)
+{
+    size_t etag_len = strlen(etag);
+    const char *p = if_none_match;
+
+    while (*p != '\0') {
+        size_t n;
+
+        p += strspn(p, " \t,");
+        if (strncmp(p, "W/", 2) == 0) {
+            p += 2;
+        }
+        if (*p == '*') {
+            return true;
+        }
+        n = strcspn(p, ",");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+            n--;
+        }
+        if (n == etag_len && memcmp(p, etag, n) == 0) {
+            return true;
+        }
+        p += strcspn(p, ",");
+    }
+    return false;
+}
 
 
 void

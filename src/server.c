@@ -17,8 +17,10 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "recgate/access.h"
+#include "recgate/l1.h"
 #include "recgate/log.h"
 #include "recgate/lookup.h"
 #include "recgate/metrics.h"
@@ -31,6 +33,8 @@
 #define CLOCK_SKEW_MAX_S 600
 
 typedef struct request_ctx request_ctx;
+
+static bool check_access(request_ctx *ctx);
 
 /* One client request, from the handler until its answer is sent. */
 struct request_ctx {
@@ -50,7 +54,10 @@ struct server {
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
     lookup *lookup;
+    l1_cache *l1;
     access_list *access;
+    char cache_control[48];   /* for finished records */
+    uint64_t id_state[2];     /* request id generator */
     struct event *drain_timer;
     bool draining;
     long in_flight;
@@ -79,26 +86,42 @@ sane_request_id(const char *id)
 }
 
 
+/* xorshift128+: request ids need to be unique, not secret, and making
+ * one must not cost a system call on the hit path. Seeded from OpenSSL's
+ * generator in each worker. */
+static uint64_t
+next_random(uint64_t state[2])
+{
+    uint64_t a = state[0];
+    uint64_t b = state[1];
+
+    state[0] = b;
+    a ^= a << 23;
+    a ^= a >> 17;
+    a ^= b ^ (b >> 26);
+    state[1] = a;
+    return a + b;
+}
+
+
 static void
 pick_request_id(request_ctx *ctx)
 {
     static const char hex[] = "0123456789abcdef";
     struct evkeyvalq *in = evhttp_request_get_input_headers(ctx->req);
     const char *theirs = evhttp_find_header(in, "X-Request-Id");
-    unsigned char raw[16];
+    uint64_t r[2];
 
     if (theirs != NULL && sane_request_id(theirs)) {
         snprintf(ctx->request_id, sizeof(ctx->request_id), "%s", theirs);
         return;
     }
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
-        memset(raw, 0, sizeof(raw));
+    r[0] = next_random(ctx->srv->id_state);
+    r[1] = next_random(ctx->srv->id_state);
+    for (int i = 0; i < 32; i++) {
+        ctx->request_id[i] = hex[(r[i / 16] >> (4 * (i % 16))) & 0xf];
     }
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        ctx->request_id[2 * i] = hex[raw[i] >> 4];
-        ctx->request_id[2 * i + 1] = hex[raw[i] & 0xf];
-    }
-    ctx->request_id[2 * sizeof(raw)] = '\0';
+    ctx->request_id[32] = '\0';
 }
 
 
@@ -182,30 +205,62 @@ fail(request_ctx *ctx, int status, const char *code, const char *msg)
 /* --- answers with a record -------------------------------------------- */
 
 static void
-send_record(request_ctx *ctx, const char *json, size_t len, bool finished)
+release_l1_entry(const void *data, size_t len, void *arg)
 {
+    (void)data;
+    (void)len;
+    l1_release(arg);
+}
+
+
+/* Sends a record, or 304 when the client already holds these bytes. With
+ * an L1 entry, the body is sent from the entry's own memory, which the
+ * answer keeps alive until it is written. */
+static void
+send_record(request_ctx *ctx, const char *json, size_t len, bool finished,
+            const char *etag, l1_entry *entry)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(ctx->req);
     struct evkeyvalq *out = evhttp_request_get_output_headers(ctx->req);
-    struct evbuffer *body = evbuffer_new();
-    char cache_control[64];
+    const char *if_none_match = evhttp_find_header(in, "If-None-Match");
+    struct evbuffer *body;
 
     reply_common_headers(ctx->req, ctx->request_id);
     evhttp_add_header(out, "X-Cache",
                       strcmp(ctx->cache, "hit") == 0 ? "HIT" : "MISS");
-    if (finished) {
-        long long max_age = ctx->srv->cfg->cache_ttl_ms > 0
-                                ? ctx->srv->cfg->cache_ttl_ms / 1000
-                                : 31536000;
-        snprintf(cache_control, sizeof(cache_control), "max-age=%lld",
-                 max_age);
-        evhttp_add_header(out, "Cache-Control", cache_control);
-    } else {
-        evhttp_add_header(out, "Cache-Control", "no-store");
+    evhttp_add_header(out, "Cache-Control",
+                      finished ? ctx->srv->cache_control : "no-store");
+    evhttp_add_header(out, "ETag", etag);
+
+    if (if_none_match != NULL && reply_etag_matches(if_none_match, etag)) {
+        if (entry != NULL) {
+            l1_release(entry);
+        }
+        evhttp_send_reply(ctx->req, 304, "Not Modified", NULL);
+        request_done(ctx, 304);
+        return;
     }
 
-    evbuffer_add(body, json, len);
+    body = evbuffer_new();
+    if (entry != NULL) {
+        evbuffer_add_reference(body, json, len, release_l1_entry, entry);
+    } else {
+        evbuffer_add(body, json, len);
+    }
     evhttp_send_reply(ctx->req, 200, "OK", body);
     evbuffer_free(body);
     request_done(ctx, 200);
+}
+
+
+static void
+serve_from_l1(request_ctx *ctx, l1_entry *entry)
+{
+    size_t len;
+    const char *body = l1_entry_body(entry, &len);
+
+    ctx->cache = "hit";
+    send_record(ctx, body, len, true, l1_entry_etag(entry), entry);
 }
 
 
@@ -215,12 +270,20 @@ static void
 on_answer(const lookup_answer *a, void *arg)
 {
     request_ctx *ctx = arg;
+    server *srv = ctx->srv;
+    char etag[REPLY_ETAG_SIZE];
 
     ctx->cache = a->cache;
     ctx->upstream_ms = a->upstream_ms;
     ctx->upstream_id = a->upstream_id;
     if (a->status == 200) {
-        send_record(ctx, a->body, a->len, a->finished);
+        reply_etag(a->body, a->len, etag);
+        if (a->finished) {
+            l1_put(srv->l1, ctx->rt.project_id, ctx->rt.record_id, a->body,
+                   a->len, etag);
+            metrics_set_l1_bytes((int64_t)l1_bytes(srv->l1));
+        }
+        send_record(ctx, a->body, a->len, a->finished, etag, NULL);
         return;
     }
     if (a->retry_after != NULL) {
@@ -228,6 +291,25 @@ on_answer(const lookup_answer *a, void *arg)
                           "Retry-After", a->retry_after);
     }
     fail(ctx, a->status, a->error_code, a->error_msg);
+}
+
+
+static void
+serve_record(request_ctx *ctx)
+{
+    server *srv = ctx->srv;
+    l1_entry *entry;
+
+    if (!check_access(ctx)) {
+        return;
+    }
+    entry = l1_get(srv->l1, ctx->rt.project_id, ctx->rt.record_id);
+    if (entry != NULL) {
+        serve_from_l1(ctx, entry);
+        return;
+    }
+    lookup_record(srv->lookup, ctx->rt.project_id, ctx->rt.record_id,
+                  on_answer, ctx);
 }
 
 
@@ -344,10 +426,7 @@ dispatch(request_ctx *ctx)
         serve_metrics(ctx);
         break;
     case ROUTE_RECORD:
-        if (check_access(ctx)) {
-            lookup_record(ctx->srv->lookup, ctx->rt.project_id,
-                          ctx->rt.record_id, on_answer, ctx);
-        }
+        serve_record(ctx);
         break;
     default:
         fail(ctx, 404, REPLY_NOT_FOUND, "no such route");
@@ -441,6 +520,19 @@ setup_http(server *srv)
 }
 
 
+/* A finished record never changes: clients may keep it as long as Redis
+ * does (a year when Redis keeps it for ever). */
+static void
+set_cache_control(server *srv)
+{
+    int64_t ttl = srv->cfg->cache_ttl_ms;
+
+    snprintf(srv->cache_control, sizeof(srv->cache_control),
+             "max-age=%lld",
+             ttl > 0 ? (long long)(ttl / 1000) : 31536000LL);
+}
+
+
 server *
 server_create(struct event_base *base, const config *cfg, char *err,
               size_t err_size)
@@ -449,6 +541,13 @@ server_create(struct event_base *base, const config *cfg, char *err,
 
     srv->base = base;
     srv->cfg = cfg;
+    if (RAND_bytes((unsigned char *)srv->id_state, sizeof(srv->id_state))
+        != 1) {
+        srv->id_state[0] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+    }
+    srv->id_state[1] |= 1;
+    set_cache_control(srv);
+    srv->l1 = l1_create((size_t)cfg->l1_bytes);
 
     srv->access = access_create(cfg, err, err_size);
     if (srv->access == NULL) {
@@ -525,6 +624,7 @@ server_reload(server *srv)
     }
     access_destroy(srv->access);
     srv->access = fresh;
+    set_cache_control(srv);
 }
 
 
@@ -538,6 +638,7 @@ server_destroy(server *srv)
         evhttp_free(srv->http);
     }
     lookup_destroy(srv->lookup);
+    l1_destroy(srv->l1);
     access_destroy(srv->access);
     if (srv->drain_timer != NULL) {
         event_free(srv->drain_timer);

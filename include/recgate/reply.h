@@ -23,6 +23,20 @@ struct evhttp_request;
 #define REPLY_UNAVAILABLE     "RECGATE.5030"
 #define REPLY_UPSTREAM_TIME   "RECGATE.5040"
 
+/* A strong ETag is the quoted hex of the first 128 bits of the body's
+ * SHA-256: 34 characters and a NUL. */
+#define REPLY_ETAG_SIZE 35
+
+#include <stdbool.h>
+#include <stddef.h>
+
+void reply_etag(const char *body, size_t len, char *out);
+
+/* True when an If-None-Match header value (a list of entity tags, weak
+ * or strong, or "*") matches etag under the weak comparison that
+ * If-None-Match uses. */
+bool reply_etag_matches(const char *if_none_match, const char *etag);
+
 /* Sends status with a JSON error body. code and msg are copied; msg must
  * not hold a secret. request_id is also sent as X-Request-Id. */
 void reply_error(struct evhttp_request *req, int status, const char *code,

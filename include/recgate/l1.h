@@ -1,0 +1,43 @@
+/* l1.h - the in-process cache of finished records, bounded in bytes.
+ * SPDX-License-Identifier: MIT
+ *
+ * Each worker keeps the exact bytes of recently served finished records
+ * (the body and its ETag), least recently used first out, so that a hit
+ * costs no JSON work and no Redis round trip. Entries are reference
+ * counted: an answer still being written keeps its bytes alive after the
+ * entry was evicted.
+ */
+#ifndef RECGATE_L1_H
+#define RECGATE_L1_H
+
+#include <stddef.h>
+
+typedef struct l1_cache l1_cache;
+typedef struct l1_entry l1_entry;
+
+/* A cache of at most budget bytes (keys, bodies and bookkeeping). */
+l1_cache *l1_create(size_t budget);
+
+/* Frees the cache; entries still referenced are freed on their last
+ * release. */
+void l1_destroy(l1_cache *c);
+
+/* The entry for a record, with a reference the caller must release, or
+ * NULL. Marks it most recently used. */
+l1_entry *l1_get(l1_cache *c, const char *project, const char *record);
+
+/* Stores a copy of a finished record's body with its ETag, evicting the
+ * least recently used entries to stay in budget. A record already held,
+ * or larger than the whole budget, is left as it is. */
+void l1_put(l1_cache *c, const char *project, const char *record,
+            const char *body, size_t len, const char *etag);
+
+const char *l1_entry_body(const l1_entry *e, size_t *len);
+const char *l1_entry_etag(const l1_entry *e);
+void l1_release(l1_entry *e);
+
+/* Bytes in use. */
+size_t l1_bytes(const l1_cache *c);
+size_t l1_count(const l1_cache *c);
+
+#endif /* RECGATE_L1_H */

@@ -1,0 +1,221 @@
+/* l1.c - the in-process cache of finished records, bounded in bytes.
+ * SPDX-License-Identifier: MIT
+ */
+#include "recgate/l1.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "recgate/route.h"
+
+#define BUCKETS_MIN 1024
+#define ETAG_MAX 48
+
+struct l1_entry {
+    l1_cache *owner;       /* NULL once evicted */
+    int refs;              /* the cache's own, plus each user's */
+    unsigned hash;
+    size_t size;           /* what it counts against the budget */
+    char key[ROUTE_PROJECT_LEN + 1 + ROUTE_RECORD_MAX + 1];
+    char etag[ETAG_MAX];
+    size_t len;
+    LIST_ENTRY(l1_entry) chain;
+    TAILQ_ENTRY(l1_entry) lru;
+    char body[];           /* len bytes, then a NUL */
+};
+
+struct l1_cache {
+    size_t budget;
+    size_t used;
+    size_t count;
+    size_t n_buckets;
+    LIST_HEAD(, l1_entry) *buckets;
+    TAILQ_HEAD(l1_lru, l1_entry) lru;  /* most recently used first */
+};
+
+
+static unsigned
+hash_key(const char *key)
+{
+    unsigned h = 2166136261u;
+
+    for (const char *p = key; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    }
+    return h;
+}
+
+
+static void
+make_key(char *key, size_t size, const char *project, const char *record)
+{
+    size_t p = strlen(project);
+    size_t r = strlen(record);
+
+    if (p + r + 2 > size) {
+        key[0] = '\0';
+        return;
+    }
+    memcpy(key, project, p);
+    key[p] = ':';
+    memcpy(key + p + 1, record, r + 1);
+}
+
+
+l1_cache *
+l1_create(size_t budget)
+{
+    l1_cache *c = calloc(1, sizeof(*c));
+    size_t n = BUCKETS_MIN;
+
+    /* About one bucket per two-kilobyte record the budget can hold. */
+    while (n < budget / 2048 && n < (1u << 22)) {
+        n <<= 1;
+    }
+    c->budget = budget;
+    c->n_buckets = n;
+    c->buckets = calloc(n, sizeof(*c->buckets));
+    TAILQ_INIT(&c->lru);
+    return c;
+}
+
+
+void
+l1_release(l1_entry *e)
+{
+    if (--e->refs == 0) {
+        free(e);
+    }
+}
+
+
+static void
+evict(l1_cache *c, l1_entry *e)
+{
+    LIST_REMOVE(e, chain);
+    TAILQ_REMOVE(&c->lru, e, lru);
+    c->used -= e->size;
+    c->count--;
+    e->owner = NULL;
+    l1_release(e);
+}
+
+
+void
+l1_destroy(l1_cache *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    while (!TAILQ_EMPTY(&c->lru)) {
+        evict(c, TAILQ_FIRST(&c->lru));
+    }
+    free(c->buckets);
+    free(c);
+}
+
+
+static l1_entry *
+find(const l1_cache *c, const char *key, unsigned hash)
+{
+    l1_entry *e;
+
+    LIST_FOREACH(e, &c->buckets[hash & (c->n_buckets - 1)], chain) {
+        if (e->hash == hash && strcmp(e->key, key) == 0) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+
+l1_entry *
+l1_get(l1_cache *c, const char *project, const char *record)
+{
+    char key[sizeof(((l1_entry *)0)->key)];
+    l1_entry *e;
+
+    if (c->budget == 0) {
+        return NULL;
+    }
+    make_key(key, sizeof(key), project, record);
+    e = find(c, key, hash_key(key));
+    if (e == NULL) {
+        return NULL;
+    }
+    if (TAILQ_FIRST(&c->lru) != e) {
+        TAILQ_REMOVE(&c->lru, e, lru);
+        TAILQ_INSERT_HEAD(&c->lru, e, lru);
+    }
+    e->refs++;
+    return e;
+}
+
+
+void
+l1_put(l1_cache *c, const char *project, const char *record,
+       const char *body, size_t len, const char *etag)
+{
+    size_t size = sizeof(l1_entry) + len + 1;
+    l1_entry *e;
+    char key[sizeof(((l1_entry *)0)->key)];
+    unsigned hash;
+
+    make_key(key, sizeof(key), project, record);
+    hash = hash_key(key);
+    if (size > c->budget || key[0] == '\0' || find(c, key, hash) != NULL) {
+        return;
+    }
+    while (c->used + size > c->budget && !TAILQ_EMPTY(&c->lru)) {
+        evict(c, TAILQ_LAST(&c->lru, l1_lru));
+    }
+
+    e = malloc(size);
+    e->owner = c;
+    e->refs = 1;
+    e->hash = hash;
+    e->size = size;
+    memcpy(e->key, key, sizeof(key));
+    strncpy(e->etag, etag, sizeof(e->etag) - 1);
+    e->etag[sizeof(e->etag) - 1] = '\0';
+    e->len = len;
+    memcpy(e->body, body, len);
+    e->body[len] = '\0';
+
+    LIST_INSERT_HEAD(&c->buckets[hash & (c->n_buckets - 1)], e, chain);
+    TAILQ_INSERT_HEAD(&c->lru, e, lru);
+    c->used += size;
+    c->count++;
+}
+
+
+const char *
+l1_entry_body(const l1_entry *e, size_t *len)
+{
+    *len = e->len;
+    return e->body;
+}
+
+
+const char *
+l1_entry_etag(const l1_entry *e)
+{
+    return e->etag;
+}
+
+
+size_t
+l1_bytes(const l1_cache *c)
+{
+    return c->used;
+}
+
+
+size_t
+l1_count(const l1_cache *c)
+{
+    return c->count;
+}
