@@ -63,6 +63,47 @@ class RunningRecord(harness.RecgateTestCase):
         self.assertEqual(self.redis.keys("*rec-stuck-1*"), [])
         self.assertEqual(self.record_keys(), [])
 
+    def test_back_to_back_reads_each_reach_the_cloud(self):
+        """Reads of a running record sent one after another on a kept-alive
+        connection each get a fresh upstream read, never the answer of the
+        read before."""
+        gw = self.start_recgate()
+        conn = gw.connection()
+        self.addCleanup(conn.close)
+        path = harness.record_path("rec-stuck-1")
+        answered = []
+        for _ in range(30):
+            status, headers, body = harness.http_request(conn, "GET", path)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(headers.get("cache-control"), "no-store")
+            answered.append(headers.get("x-cache"))
+        self.assertEqual(answered, ["MISS"] * 30)
+        self.assertEqual(self.upstream_count("rec-stuck-1"), 30,
+                         "some of 30 sequential reads of a running record "
+                         "were not read from the cloud")
+
+    def test_new_status_is_seen_by_the_very_next_read(self):
+        """When the cloud's answer changes from RUNNING to SUCCESS, the read
+        right after the RUNNING one already sees SUCCESS."""
+        gw = self.start_recgate()
+        conn = gw.connection()
+        self.addCleanup(conn.close)
+        base = harness.load_fixture("rec-success-1")
+        stale = []
+        for n in range(10):
+            rid = "rec-flip-%d" % n
+            self.sim.put_record(rid, body=dict(base, id=rid),
+                                running_reads=1)
+            path = harness.record_path(rid)
+            first = harness.http_request(conn, "GET", path)
+            second = harness.http_request(conn, "GET", path)
+            self.assertEqual(json.loads(first[2])["status"], "RUNNING")
+            if json.loads(second[2])["status"] != "SUCCESS":
+                stale.append((rid, second[1].get("x-cache"),
+                              self.upstream_count(rid)))
+        self.assertEqual(stale, [], "(record, X-Cache, upstream reads) of "
+                         "second reads that still said RUNNING")
+
     def test_non_terminal_and_unknown_statuses_are_never_cached(self):
         """INIT, WAITING and an unknown status such as PAUSED are answered
         with no-store and read from the cloud again each time."""

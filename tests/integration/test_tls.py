@@ -23,8 +23,18 @@ class UpstreamTls(harness.RecgateTestCase):
                 and "certificate" in str(line).lower()]
 
     def assert_refused_without_request(self, gw, sim):
+        """The first GET is a 502 RECGATE.5020; later ones are that too or,
+        once the gateway stops trying a failing cloud for a while, a 503
+        with Retry-After; never a record, and nothing reaches sim."""
+        self.assertErrorReply(gw.get(PATH), 502, "RECGATE.5020")
         for _ in range(3):
-            self.assertErrorReply(gw.get(PATH), 502, "RECGATE.5020")
+            reply = gw.get(PATH)
+            if reply[0] == 503:
+                self.assertErrorReply(reply, 503, "RECGATE.5030")
+                self.assertRegex(reply[1].get("retry-after", ""),
+                                 r"^[1-9][0-9]*$")
+            else:
+                self.assertErrorReply(reply, 502, "RECGATE.5020")
         stats = sim.stats()
         self.assertEqual(stats["requests"], 0, stats)
         self.assertEqual(stats["by_record"], {})

@@ -20,16 +20,24 @@ class UpstreamStatus(harness.RecgateTestCase):
 
     def setUp(self):
         super().setUp()
-        self.gw = self.start_recgate(dict(GENEROUS_RATE,
-                                          **{"upstream.timeout": "1s"}))
+        self.gw = self.start_recgate(dict(GENEROUS_RATE, **{
+            "upstream.timeout": "1s", "server.request_timeout": "3s"}))
 
-    def assert_not_cached_and_recovers(self):
-        """Nothing was stored; with the faults gone the next GET goes to
-        the cloud and is served."""
+    def assert_not_cached_and_recovers(self, within_s=0):
+        """Nothing was stored; with the faults gone a GET goes to the cloud
+        and is served (at once, or within within_s seconds, before which
+        only a 429 is acceptable)."""
         self.assertEqual(self.redis.keys("*%s*" % RID), [])
         self.sim.clear_faults()
         before = self.upstream_count(RID)
-        status, headers, body = self.gw.get(PATH)
+        deadline = time.monotonic() + within_s
+        while True:
+            status, headers, body = self.gw.get(PATH)
+            if status != 429 or time.monotonic() >= deadline:
+                break
+            self.assertErrorReply((status, headers, body), 429,
+                                  "RECGATE.4290")
+            time.sleep(0.2)
         self.assertEqual(status, 200, body)
         self.assertEqual(headers.get("x-cache"), "MISS")
         self.assertGreater(self.upstream_count(RID), before)
@@ -102,11 +110,31 @@ class UpstreamStatus(harness.RecgateTestCase):
 
     def test_429_keeps_retry_after(self):
         """An upstream 429 with Retry-After: 7 is a 429 RECGATE.4290 with
-        Retry-After: 7."""
+        Retry-After: 7, and is not cached."""
+        started = time.monotonic()
         reply = self.fault_reply(kind="status", status=429, retry_after=7)
         self.assertErrorReply(reply, 429, "RECGATE.4290")
         self.assertEqual(reply[1].get("retry-after"), "7")
-        self.assert_not_cached_and_recovers()
+        self.assertLess(time.monotonic() - started, 3.5)
+        self.assertEqual(self.redis.keys("*%s*" % RID), [])
+        # Meanwhile the gateway may hold its own clients back, but it
+        # never answers from a cache.
+        self.sim.clear_faults()
+        status, headers, body = self.gw.get(PATH)
+        if status == 429:
+            self.assertErrorReply((status, headers, body), 429,
+                                  "RECGATE.4290")
+            self.assertRegex(headers.get("retry-after", ""), r"^[1-7]$")
+        else:
+            self.assertEqual((status, headers.get("x-cache")), (200, "MISS"))
+
+    def test_429_then_served_after_retry_after(self):
+        """After an upstream 429 with Retry-After: 1 the record is read from
+        the cloud again once that second has passed."""
+        reply = self.fault_reply(kind="status", status=429, retry_after=1)
+        self.assertErrorReply(reply, 429, "RECGATE.4290")
+        self.assertEqual(reply[1].get("retry-after"), "1")
+        self.assert_not_cached_and_recovers(within_s=3)
 
     def test_429_without_retry_after_still_has_one(self):
         """An upstream 429 without Retry-After is a 429 that still tells
@@ -114,7 +142,7 @@ class UpstreamStatus(harness.RecgateTestCase):
         reply = self.fault_reply(kind="status", status=429)
         self.assertErrorReply(reply, 429, "RECGATE.4290")
         self.assertRegex(reply[1].get("retry-after", ""), r"^[1-9][0-9]*$")
-        self.assert_not_cached_and_recovers()
+        self.assert_not_cached_and_recovers(within_s=3)
 
     def test_hang_is_a_504_within_the_timeout(self):
         """An upstream that never answers is a 504 RECGATE.5040 after
