@@ -286,6 +286,7 @@ publish(flight *f, const lookup_answer *a)
         json_object_set_new(msg, "upstream_id", json_string(a->upstream_id));
     }
     json_object_set_new(msg, "upstream_ms", json_real(a->upstream_ms));
+    json_object_set_new(msg, "owner", json_string(f->lk->owner));
 
     text = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
@@ -727,6 +728,7 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
     const char *key = channel + lk->done_prefix_len;
     const char *colon = strchr(key, ':');
     char project[ROUTE_PROJECT_LEN + 1];
+    const char *owner;
     json_t *msg;
     flight *f;
 
@@ -736,14 +738,18 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
     }
     memcpy(project, key, ROUTE_PROJECT_LEN);
     project[ROUTE_PROJECT_LEN] = '\0';
+    /* Only a flight that found the lease taken waits for a message: any
+     * other was started after that fetch began, and must not be handed
+     * an older reading of a running record. */
     f = flight_find(lk, project, colon + 1);
-    if (f == NULL || f->state == FLIGHT_QUEUED
-        || f->state == FLIGHT_FETCHING || f->state == FLIGHT_BACKOFF) {
-        return;    /* nobody waits, or this process fetches itself */
+    if (f == NULL || f->state != FLIGHT_REMOTE) {
+        return;
     }
 
     msg = json_loadb(payload, len, 0, NULL);
-    if (json_integer_value(json_object_get(msg, "status")) > 0) {
+    owner = json_string_value(json_object_get(msg, "owner"));
+    if (json_integer_value(json_object_get(msg, "status")) > 0
+        && (owner == NULL || strcmp(owner, lk->owner) != 0)) {
         json_t *body = json_object_get(msg, "body");
         lookup_answer a = {
             .status = (int)json_integer_value(json_object_get(msg, "status")),
