@@ -16,7 +16,7 @@
 
 typedef struct {
     char *token;
-    char *projects;  /* comma-separated, or NULL: every allowed project */
+    char *projects; /* comma-separated, or NULL: every allowed project */
 } token_entry;
 
 struct access_list {
@@ -25,7 +25,6 @@ struct access_list {
     token_entry *entries;
     size_t n;
 };
-
 
 static bool
 in_list(const char *list, const char *item)
@@ -44,7 +43,6 @@ in_list(const char *list, const char *item)
     return false;
 }
 
-
 static void
 add_entry(access_list *acl, const char *token, const char *projects)
 {
@@ -53,7 +51,6 @@ add_entry(access_list *acl, const char *token, const char *projects)
     acl->entries[acl->n].projects = projects ? strdup(projects) : NULL;
     acl->n++;
 }
-
 
 /* One line: "token [projects]". Blank and '#' lines are skipped. */
 static int
@@ -74,7 +71,6 @@ parse_line(access_list *acl, char *line)
     add_entry(acl, token, projects);
     return 0;
 }
-
 
 static int
 load_tokens(access_list *acl, const char *path, char *err, size_t err_size)
@@ -101,7 +97,6 @@ load_tokens(access_list *acl, const char *path, char *err, size_t err_size)
     return 0;
 }
 
-
 access_list *
 access_create(const config *cfg, char *err, size_t err_size)
 {
@@ -118,7 +113,6 @@ access_create(const config *cfg, char *err, size_t err_size)
     return acl;
 }
 
-
 void
 access_destroy(access_list *acl)
 {
@@ -126,15 +120,13 @@ access_destroy(access_list *acl)
         return;
     }
     for (size_t i = 0; i < acl->n; i++) {
-        OPENSSL_cleanse(acl->entries[i].token,
-                        strlen(acl->entries[i].token));
+        OPENSSL_cleanse(acl->entries[i].token, strlen(acl->entries[i].token));
         free(acl->entries[i].token);
         free(acl->entries[i].projects);
     }
     free(acl->entries);
     free(acl);
 }
-
 
 /* Compares every entry in constant time for a given length, so the time
  * taken says nothing about how much of a token matched. */
@@ -153,7 +145,6 @@ find_token(const access_list *acl, const char *token)
     return found;
 }
 
-
 access_verdict
 access_check(const access_list *acl, const char *authorization,
              const char *project)
@@ -161,8 +152,8 @@ access_check(const access_list *acl, const char *authorization,
     const token_entry *entry = NULL;
 
     if (acl->tokens_required) {
-        if (authorization == NULL
-            || strncasecmp(authorization, "Bearer ", 7) != 0) {
+        if (authorization == NULL ||
+            strncasecmp(authorization, "Bearer ", 7) != 0) {
             return ACCESS_UNAUTHORIZED;
         }
         entry = find_token(acl, authorization + 7);
@@ -174,8 +165,8 @@ access_check(const access_list *acl, const char *authorization,
     if (!config_project_allowed(acl->cfg, project)) {
         return ACCESS_FORBIDDEN;
     }
-    if (entry != NULL && entry->projects != NULL
-        && !in_list(entry->projects, project)) {
+    if (entry != NULL && entry->projects != NULL &&
+        !in_list(entry->projects, project)) {
         return ACCESS_FORBIDDEN;
     }
     return ACCESS_OK;

@@ -19,11 +19,10 @@ struct breaker {
     int threshold;
     int64_t cooldown_ms;
     breaker_state state;
-    int failures;            /* in a row, while closed */
-    int64_t opened_at;       /* monotonic ms */
-    int64_t probe_sent_at;   /* monotonic ms, 0 when no probe is out */
+    int failures;          /* in a row, while closed */
+    int64_t opened_at;     /* monotonic ms */
+    int64_t probe_sent_at; /* monotonic ms, 0 when no probe is out */
 };
-
 
 breaker *
 breaker_create(int failures, int64_t cooldown_ms)
@@ -35,13 +34,11 @@ breaker_create(int failures, int64_t cooldown_ms)
     return b;
 }
 
-
 void
 breaker_destroy(breaker *b)
 {
     free(b);
 }
-
 
 static void
 open_now(breaker *b)
@@ -49,10 +46,8 @@ open_now(breaker *b)
     b->state = OPEN;
     b->opened_at = clock_now_ms();
     b->probe_sent_at = 0;
-    log_msg(LOG_ERROR, "circuit breaker open: failing fast", "state",
-            "open");
+    log_msg(LOG_ERROR, "circuit breaker open: failing fast", "state", "open");
 }
-
 
 breaker_verdict
 breaker_allow(breaker *b)
@@ -81,7 +76,6 @@ breaker_allow(breaker *b)
     return BREAKER_REJECT;
 }
 
-
 void
 breaker_success(breaker *b)
 {
@@ -92,7 +86,6 @@ breaker_success(breaker *b)
     b->failures = 0;
     b->probe_sent_at = 0;
 }
-
 
 void
 breaker_failure(breaker *b)
@@ -106,7 +99,6 @@ breaker_failure(breaker *b)
     }
 }
 
-
 int64_t
 breaker_retry_after_ms(const breaker *b)
 {
@@ -118,7 +110,6 @@ breaker_retry_after_ms(const breaker *b)
     left = b->cooldown_ms - (clock_now_ms() - b->opened_at);
     return left > 0 ? left : 0;
 }
-
 
 const char *
 breaker_state_name(const breaker *b)

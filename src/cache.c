@@ -22,7 +22,6 @@ typedef struct {
     void *arg;
 } get_op;
 
-
 cache *
 cache_create(redis_conn *redis, const config *cfg)
 {
@@ -35,13 +34,11 @@ cache_create(redis_conn *redis, const config *cfg)
     return c;
 }
 
-
 void
 cache_destroy(cache *c)
 {
     free(c);
 }
-
 
 bool
 cache_connected(const cache *c)
@@ -49,17 +46,15 @@ cache_connected(const cache *c)
     return redis_conn_up(c->redis);
 }
 
-
 int
 cache_key(const cache *c, const char *kind, const char *project,
           const char *record, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, "%s%s:%s:%s", c->cfg->key_prefix, kind,
-                     project, record);
+    int n = snprintf(buf, size, "%s%s:%s:%s", c->cfg->key_prefix, kind, project,
+                     record);
 
     return (n < 0 || (size_t)n >= size) ? -1 : n;
 }
-
 
 static void
 on_get_reply(redisReply *reply, void *arg)
@@ -76,10 +71,9 @@ on_get_reply(redisReply *reply, void *arg)
     free(op);
 }
 
-
 void
-cache_get(cache *c, const char *project, const char *record,
-          cache_get_cb cb, void *arg)
+cache_get(cache *c, const char *project, const char *record, cache_get_cb cb,
+          void *arg)
 {
     char key[KEY_MAX];
     int n = cache_key(c, "rec", project, record, key, sizeof(key));
@@ -91,7 +85,6 @@ cache_get(cache *c, const char *project, const char *record,
     op->arg = arg;
     redis_conn_command(c->redis, on_get_reply, op, 2, argv, lens);
 }
-
 
 static void
 on_set_reply(redisReply *reply, void *arg)
@@ -106,10 +99,9 @@ on_set_reply(redisReply *reply, void *arg)
                                                               : "no reply");
 }
 
-
 void
-cache_put(cache *c, const char *project, const char *record,
-          const char *value, size_t len)
+cache_put(cache *c, const char *project, const char *record, const char *value,
+          size_t len)
 {
     char key[KEY_MAX];
     char ttl[24];

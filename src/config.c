@@ -14,7 +14,7 @@
 
 typedef enum {
     OPT_STRING,
-    OPT_SECRET,   /* a string never printed */
+    OPT_SECRET, /* a string never printed */
     OPT_DURATION,
     OPT_SIZE,
     OPT_INT,
@@ -26,9 +26,9 @@ typedef struct {
     const char *section;
     const char *key;
     opt_type type;
-    const char *def;      /* NULL: unset */
+    const char *def; /* NULL: unset */
     size_t offset;
-    double min;           /* bounds for numbers; ignored when min == max */
+    double min; /* bounds for numbers; ignored when min == max */
     double max;
 } opt;
 
@@ -37,19 +37,18 @@ typedef struct {
 static const opt options[] = {
     {"server", "listen", OPT_STRING, "127.0.0.1:8080", F(listen), 0, 0},
     {"server", "workers", OPT_STRING, "1", F(workers), 0, 0},
-    {"server", "drain_timeout", OPT_DURATION, "10s", F(drain_timeout_ms),
-     0, 0},
-    {"server", "request_timeout", OPT_DURATION, "10s",
-     F(request_timeout_ms), 100, 3600000},
+    {"server", "drain_timeout", OPT_DURATION, "10s", F(drain_timeout_ms), 0, 0},
+    {"server", "request_timeout", OPT_DURATION, "10s", F(request_timeout_ms),
+     100, 3600000},
     {"upstream", "region", OPT_STRING, "cn-north-4", F(region), 0, 0},
     {"upstream", "endpoint", OPT_STRING, NULL, F(endpoint), 0, 0},
     {"upstream", "ca_file", OPT_STRING, NULL, F(ca_file), 0, 0},
-    {"upstream", "timeout", OPT_DURATION, "5s", F(upstream_timeout_ms),
-     1, 600000},
+    {"upstream", "timeout", OPT_DURATION, "5s", F(upstream_timeout_ms), 1,
+     600000},
     {"upstream", "rate", OPT_DOUBLE, "10", F(upstream_rate), 0.001, 1e6},
     {"upstream", "burst", OPT_INT, "20", F(upstream_burst), 1, 1e6},
-    {"upstream", "max_body", OPT_SIZE, "8MiB", F(upstream_max_body),
-     1024, 1073741824.0},
+    {"upstream", "max_body", OPT_SIZE, "8MiB", F(upstream_max_body), 1024,
+     1073741824.0},
     {"upstream", "keepalive", OPT_INT, "16", F(upstream_keepalive), 0, 1024},
     {"upstream", "queue_timeout", OPT_DURATION, "2s",
      F(upstream_queue_timeout_ms), 0, 600000},
@@ -58,25 +57,24 @@ static const opt options[] = {
     {"upstream", "retries", OPT_INT, "2", F(upstream_retries), 0, 10},
     {"upstream", "retry_backoff", OPT_DURATION, "100ms",
      F(upstream_retry_backoff_ms), 1, 60000},
-    {"upstream", "breaker_failures", OPT_INT, "5",
-     F(upstream_breaker_failures), 1, 1000000},
+    {"upstream", "breaker_failures", OPT_INT, "5", F(upstream_breaker_failures),
+     1, 1000000},
     {"upstream", "breaker_cooldown", OPT_DURATION, "10s",
      F(upstream_breaker_cooldown_ms), 1, 3600000},
     {"upstream", "fallback_share", OPT_DOUBLE, "0.25",
      F(upstream_fallback_share), 0.001, 1},
     {"credentials", "ak", OPT_SECRET, NULL, F(ak), 0, 0},
     {"credentials", "sk", OPT_SECRET, NULL, F(sk), 0, 0},
-    {"credentials", "security_token", OPT_SECRET, NULL, F(security_token),
-     0, 0},
+    {"credentials", "security_token", OPT_SECRET, NULL, F(security_token), 0,
+     0},
     {"credentials", "ak_file", OPT_STRING, NULL, F(ak_file), 0, 0},
     {"credentials", "sk_file", OPT_STRING, NULL, F(sk_file), 0, 0},
     {"credentials", "security_token_file", OPT_STRING, NULL,
      F(security_token_file), 0, 0},
-    {"redis", "url", OPT_SECRET, "redis://127.0.0.1:6379/0", F(redis_url),
-     0, 0},
+    {"redis", "url", OPT_SECRET, "redis://127.0.0.1:6379/0", F(redis_url), 0,
+     0},
     {"redis", "key_prefix", OPT_STRING, "recgate:", F(key_prefix), 0, 0},
-    {"redis", "timeout", OPT_DURATION, "500ms", F(redis_timeout_ms),
-     1, 60000},
+    {"redis", "timeout", OPT_DURATION, "500ms", F(redis_timeout_ms), 1, 60000},
     {"cache", "ttl", OPT_DURATION, "7d", F(cache_ttl_ms), 0, 0},
     {"cache", "terminal_statuses", OPT_STRING,
      "SUCCESS,FAILED,FINISH,FINISHED,TIMEOUT,CANCELED,CANCELLED,SKIPPED",
@@ -92,23 +90,21 @@ static const opt options[] = {
 typedef struct {
     config *cfg;
     FILE *err;
-    const char *origin;   /* file name or "environment" */
+    const char *origin; /* file name or "environment" */
     int errors;
 } load_state;
-
 
 static const opt *
 find_option(const char *section, const char *key)
 {
     for (size_t i = 0; i < N_OPTIONS; i++) {
-        if (strcasecmp(options[i].section, section) == 0
-            && strcasecmp(options[i].key, key) == 0) {
+        if (strcasecmp(options[i].section, section) == 0 &&
+            strcasecmp(options[i].key, key) == 0) {
             return &options[i];
         }
     }
     return NULL;
 }
-
 
 int
 config_parse_duration(const char *text, int64_t *ms)
@@ -116,8 +112,8 @@ config_parse_duration(const char *text, int64_t *ms)
     static const struct {
         const char *suffix;
         int64_t ms;
-    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
-                 {"d", 86400000}, {"", 1000}};
+    } units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
+                 {"h", 3600000}, {"d", 86400000}, {"", 1000}};
     char *end;
     long long n;
 
@@ -142,17 +138,16 @@ config_parse_duration(const char *text, int64_t *ms)
     return -1;
 }
 
-
 int
 config_parse_size(const char *text, int64_t *bytes)
 {
     static const struct {
         const char *suffix;
         int64_t mult;
-    } units[] = {{"", 1}, {"b", 1}, {"k", 1 << 10}, {"kb", 1 << 10},
-                 {"kib", 1 << 10}, {"m", 1 << 20}, {"mb", 1 << 20},
-                 {"mib", 1 << 20}, {"g", 1 << 30}, {"gb", 1 << 30},
-                 {"gib", 1 << 30}};
+    } units[] = {{"", 1},         {"b", 1},         {"k", 1 << 10},
+                 {"kb", 1 << 10}, {"kib", 1 << 10}, {"m", 1 << 20},
+                 {"mb", 1 << 20}, {"mib", 1 << 20}, {"g", 1 << 30},
+                 {"gb", 1 << 30}, {"gib", 1 << 30}};
     char *end;
     long long n;
 
@@ -177,13 +172,11 @@ config_parse_size(const char *text, int64_t *bytes)
     return -1;
 }
 
-
 static bool
 out_of_bounds(const opt *o, double v)
 {
     return o->min != o->max && (v < o->min || v > o->max);
 }
-
 
 /* Stores one value into the field the option names. Returns NULL, or a
  * static reason the value was refused. */
@@ -255,7 +248,6 @@ set_option(config *cfg, const opt *o, const char *value)
     return "unknown option type";
 }
 
-
 /* Debian's inih reports no line number to handlers, so a problem is
  * named by its section and key instead. */
 static int
@@ -267,29 +259,26 @@ on_ini_entry(void *user, const char *section, const char *key,
     const char *why;
 
     if (o == NULL) {
-        fprintf(st->err, "%s: unknown key \"%s.%s\"\n", st->origin,
-                section, key);
+        fprintf(st->err, "%s: unknown key \"%s.%s\"\n", st->origin, section,
+                key);
         st->errors++;
         return 1;
     }
 
     why = set_option(st->cfg, o, value);
     if (why != NULL) {
-        fprintf(st->err, "%s: %s.%s: %s\n", st->origin, section, key,
-                why);
+        fprintf(st->err, "%s: %s.%s: %s\n", st->origin, section, key, why);
         st->errors++;
     }
     return 1;
 }
-
 
 static void
 load_defaults(load_state *st)
 {
     for (size_t i = 0; i < N_OPTIONS; i++) {
         if (options[i].def != NULL) {
-            const char *why = set_option(st->cfg, &options[i],
-                                         options[i].def);
+            const char *why = set_option(st->cfg, &options[i], options[i].def);
             if (why != NULL) {
                 fprintf(st->err, "default %s.%s: %s\n", options[i].section,
                         options[i].key, why);
@@ -299,18 +288,15 @@ load_defaults(load_state *st)
     }
 }
 
-
 static void
 env_name(const opt *o, char *buf, size_t size)
 {
-    size_t n = (size_t)snprintf(buf, size, "RECGATE_%s_%s", o->section,
-                                o->key);
+    size_t n = (size_t)snprintf(buf, size, "RECGATE_%s_%s", o->section, o->key);
 
     for (size_t i = 0; i < n && i < size; i++) {
         buf[i] = (char)toupper((unsigned char)buf[i]);
     }
 }
-
 
 static void
 load_environment(load_state *st)
@@ -333,7 +319,6 @@ load_environment(load_state *st)
     }
 }
 
-
 /* Fills an unset credential from the Huawei SDKs' variable name. */
 static void
 take_sdk_env(char **field, const char *name)
@@ -344,7 +329,6 @@ take_sdk_env(char **field, const char *name)
         *field = strdup(value);
     }
 }
-
 
 /* Reads a secret file (a container secret): the first line, without its
  * line end. Warns when others may read the file. */
@@ -381,7 +365,6 @@ read_secret_file(load_state *st, const char *path, char **field)
     return 0;
 }
 
-
 static void
 load_credentials(load_state *st)
 {
@@ -391,17 +374,17 @@ load_credentials(load_state *st)
     take_sdk_env(&cfg->sk, "HUAWEICLOUD_SDK_SK");
     take_sdk_env(&cfg->security_token, "HUAWEICLOUD_SDK_SECURITY_TOKEN");
 
-    if (cfg->ak_file != NULL && read_secret_file(st, cfg->ak_file,
-                                                 &cfg->ak) != 0) {
+    if (cfg->ak_file != NULL &&
+        read_secret_file(st, cfg->ak_file, &cfg->ak) != 0) {
         st->errors++;
     }
-    if (cfg->sk_file != NULL && read_secret_file(st, cfg->sk_file,
-                                                 &cfg->sk) != 0) {
+    if (cfg->sk_file != NULL &&
+        read_secret_file(st, cfg->sk_file, &cfg->sk) != 0) {
         st->errors++;
     }
-    if (cfg->security_token_file != NULL
-        && read_secret_file(st, cfg->security_token_file,
-                            &cfg->security_token) != 0) {
+    if (cfg->security_token_file != NULL &&
+        read_secret_file(st, cfg->security_token_file, &cfg->security_token) !=
+            0) {
         st->errors++;
     }
 
@@ -416,7 +399,6 @@ load_credentials(load_state *st)
         st->errors++;
     }
 }
-
 
 /* Splits "host:port" or "[v6]:port" into its parts. Returns 0, or -1. */
 static int
@@ -446,15 +428,14 @@ split_host_port(const char *text, char **host, int *port)
 
     errno = 0;
     p = strtol(colon + 1, &end, 10);
-    if (hlen == 0 || errno != 0 || end == colon + 1 || *end != '\0' || p < 0
-        || p > 65535) {
+    if (hlen == 0 || errno != 0 || end == colon + 1 || *end != '\0' || p < 0 ||
+        p > 65535) {
         return -1;
     }
     *host = strndup(h, hlen);
     *port = (int)p;
     return 0;
 }
-
 
 static bool
 valid_host_name(const char *host)
@@ -463,14 +444,13 @@ valid_host_name(const char *host)
         return false;
     }
     for (const char *p = host; *p != '\0'; p++) {
-        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.'
-            && *p != ':') {
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' &&
+            *p != ':') {
             return false;
         }
     }
     return true;
 }
-
 
 /* Derives host, port and the Host header value from upstream.endpoint,
  * which must be https://host[:port] with no path. */
@@ -494,8 +474,8 @@ derive_upstream(load_state *st)
     rest = cfg->endpoint + 8;
     snprintf(authority, sizeof(authority), "%.*s", (int)strcspn(rest, "/"),
              rest);
-    if (strcspn(rest, "/") != strlen(rest) && strcmp(rest + strcspn(rest,
-                                                      "/"), "/") != 0) {
+    if (strcspn(rest, "/") != strlen(rest) &&
+        strcmp(rest + strcspn(rest, "/"), "/") != 0) {
         fprintf(st->err, "upstream.endpoint must have no path\n");
         return -1;
     }
@@ -525,7 +505,6 @@ bad:
     fprintf(st->err, "upstream.endpoint has a malformed host or port\n");
     return -1;
 }
-
 
 /* Parses redis://[:password@]host:port/db into the derived fields. */
 static int
@@ -581,7 +560,6 @@ bad:
     return -1;
 }
 
-
 static int
 derive_workers(load_state *st)
 {
@@ -603,14 +581,13 @@ derive_workers(load_state *st)
     return 0;
 }
 
-
 static void
 derive(load_state *st)
 {
     config *cfg = st->cfg;
 
-    if (split_host_port(cfg->listen, &cfg->listen_host, &cfg->listen_port)
-        != 0) {
+    if (split_host_port(cfg->listen, &cfg->listen_host, &cfg->listen_port) !=
+        0) {
         fprintf(st->err, "server.listen must be host:port or [v6]:port\n");
         st->errors++;
     }
@@ -628,7 +605,6 @@ derive(load_state *st)
         st->errors++;
     }
 }
-
 
 config *
 config_load(const char *path, FILE *err)
@@ -666,7 +642,6 @@ config_load(const char *path, FILE *err)
     return st.cfg;
 }
 
-
 static void
 free_secret(char *s)
 {
@@ -679,7 +654,6 @@ free_secret(char *s)
         free(s);
     }
 }
-
 
 void
 config_destroy(config *cfg)
@@ -703,7 +677,6 @@ config_destroy(config *cfg)
     free(cfg);
 }
 
-
 static void
 print_value(const config *cfg, const opt *o, FILE *out)
 {
@@ -719,8 +692,8 @@ print_value(const config *cfg, const opt *o, FILE *out)
         s = *(char *const *)field;
         if (o->offset == offsetof(config, redis_url)) {
             fprintf(out, "redis://%s%s:%d/%d\n",
-                    cfg->redis_password ? ":****@" : "",
-                    cfg->redis_host, cfg->redis_port, cfg->redis_db);
+                    cfg->redis_password ? ":****@" : "", cfg->redis_host,
+                    cfg->redis_port, cfg->redis_db);
         } else {
             fprintf(out, "%s\n", s ? "****" : "");
         }
@@ -742,7 +715,6 @@ print_value(const config *cfg, const opt *o, FILE *out)
     }
 }
 
-
 void
 config_print(const config *cfg, FILE *out)
 {
@@ -759,18 +731,22 @@ config_print(const config *cfg, FILE *out)
     }
 }
 
-
 /* Keys whose new value needs a restart: sockets, connections and
  * structures built from them at start. */
 static const char *const restart_only[] = {
-    "server.listen",          "server.workers",
-    "upstream.region",        "upstream.endpoint",
-    "upstream.ca_file",       "upstream.keepalive",
-    "upstream.breaker_failures", "upstream.breaker_cooldown",
-    "redis.url",              "redis.key_prefix",
-    "cache.terminal_statuses", "cache.l1_bytes",
+    "server.listen",
+    "server.workers",
+    "upstream.region",
+    "upstream.endpoint",
+    "upstream.ca_file",
+    "upstream.keepalive",
+    "upstream.breaker_failures",
+    "upstream.breaker_cooldown",
+    "redis.url",
+    "redis.key_prefix",
+    "cache.terminal_statuses",
+    "cache.l1_bytes",
 };
-
 
 static bool
 is_restart_only(const opt *o)
@@ -787,7 +763,6 @@ is_restart_only(const opt *o)
     return false;
 }
 
-
 static bool
 same_value(const config *a, const config *b, const opt *o)
 {
@@ -801,8 +776,8 @@ same_value(const config *a, const config *b, const opt *o)
     case OPT_SECRET:
         sa = *(char *const *)fa;
         sb = *(char *const *)fb;
-        return (sa == NULL && sb == NULL)
-               || (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
+        return (sa == NULL && sb == NULL) ||
+               (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
     case OPT_DURATION:
     case OPT_SIZE:
         return *(const int64_t *)fa == *(const int64_t *)fb;
@@ -815,7 +790,6 @@ same_value(const config *a, const config *b, const opt *o)
     }
     return true;
 }
-
 
 /* Moves one value from fresh into live; strings change hands, so
  * neither config frees the other's. */
@@ -832,12 +806,12 @@ take_value(config *live, config *fresh, const opt *o)
         *(char **)ff = tmp;
         return;
     }
-    memcpy(fl, ff, o->type == OPT_INT ? sizeof(int)
-                   : o->type == OPT_DOUBLE ? sizeof(double)
-                   : o->type == OPT_LOG_LEVEL ? sizeof(log_level)
-                                              : sizeof(int64_t));
+    memcpy(fl, ff,
+           o->type == OPT_INT         ? sizeof(int)
+           : o->type == OPT_DOUBLE    ? sizeof(double)
+           : o->type == OPT_LOG_LEVEL ? sizeof(log_level)
+                                      : sizeof(int64_t));
 }
-
 
 int
 config_reload(config *live, const char *path, FILE *err)
@@ -857,8 +831,9 @@ config_reload(config *live, const char *path, FILE *err)
         }
         snprintf(name, sizeof(name), "%s.%s", o->section, o->key);
         if (is_restart_only(o)) {
-            log_msg(LOG_WARN, "reload: this key changes only with a "
-                              "restart; the running value is kept",
+            log_msg(LOG_WARN,
+                    "reload: this key changes only with a "
+                    "restart; the running value is kept",
                     "key", name);
             continue;
         }
@@ -869,7 +844,6 @@ config_reload(config *live, const char *path, FILE *err)
     config_destroy(fresh);
     return changed;
 }
-
 
 bool
 config_project_allowed(const config *cfg, const char *project)
@@ -885,8 +859,8 @@ config_project_allowed(const config *cfg, const char *project)
         while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
             n--;
         }
-        if ((n == 1 && p[0] == '*') || (n == plen && memcmp(p, project, n)
-                                                         == 0)) {
+        if ((n == 1 && p[0] == '*') ||
+            (n == plen && memcmp(p, project, n) == 0)) {
             return true;
         }
         p += strcspn(p, ",");

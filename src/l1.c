@@ -15,16 +15,16 @@
 #define ETAG_MAX 48
 
 struct l1_entry {
-    l1_cache *owner;       /* NULL once evicted */
-    int refs;              /* the cache's own, plus each user's */
+    l1_cache *owner; /* NULL once evicted */
+    int refs;        /* the cache's own, plus each user's */
     unsigned hash;
-    size_t size;           /* what it counts against the budget */
+    size_t size; /* what it counts against the budget */
     char key[ROUTE_PROJECT_LEN + 1 + ROUTE_RECORD_MAX + 1];
     char etag[ETAG_MAX];
     size_t len;
     LIST_ENTRY(l1_entry) chain;
     TAILQ_ENTRY(l1_entry) lru;
-    char body[];           /* len bytes, then a NUL */
+    char body[]; /* len bytes, then a NUL */
 };
 
 struct l1_cache {
@@ -32,10 +32,9 @@ struct l1_cache {
     size_t used;
     size_t count;
     size_t n_buckets;
-    LIST_HEAD(, l1_entry) *buckets;
-    TAILQ_HEAD(l1_lru, l1_entry) lru;  /* most recently used first */
+    LIST_HEAD(, l1_entry) * buckets;
+    TAILQ_HEAD(l1_lru, l1_entry) lru; /* most recently used first */
 };
-
 
 static unsigned
 hash_key(const char *key)
@@ -47,7 +46,6 @@ hash_key(const char *key)
     }
     return h;
 }
-
 
 static void
 make_key(char *key, size_t size, const char *project, const char *record)
@@ -63,7 +61,6 @@ make_key(char *key, size_t size, const char *project, const char *record)
     key[p] = ':';
     memcpy(key + p + 1, record, r + 1);
 }
-
 
 l1_cache *
 l1_create(size_t budget)
@@ -82,7 +79,6 @@ l1_create(size_t budget)
     return c;
 }
 
-
 void
 l1_release(l1_entry *e)
 {
@@ -90,7 +86,6 @@ l1_release(l1_entry *e)
         free(e);
     }
 }
-
 
 static void
 evict(l1_cache *c, l1_entry *e)
@@ -102,7 +97,6 @@ evict(l1_cache *c, l1_entry *e)
     e->owner = NULL;
     l1_release(e);
 }
-
 
 void
 l1_destroy(l1_cache *c)
@@ -117,20 +111,19 @@ l1_destroy(l1_cache *c)
     free(c);
 }
 
-
 static l1_entry *
 find(const l1_cache *c, const char *key, unsigned hash)
 {
     l1_entry *e;
 
-    LIST_FOREACH(e, &c->buckets[hash & (c->n_buckets - 1)], chain) {
+    LIST_FOREACH(e, &c->buckets[hash & (c->n_buckets - 1)], chain)
+    {
         if (e->hash == hash && strcmp(e->key, key) == 0) {
             return e;
         }
     }
     return NULL;
 }
-
 
 l1_entry *
 l1_get(l1_cache *c, const char *project, const char *record)
@@ -154,10 +147,9 @@ l1_get(l1_cache *c, const char *project, const char *record)
     return e;
 }
 
-
 void
-l1_put(l1_cache *c, const char *project, const char *record,
-       const char *body, size_t len, const char *etag)
+l1_put(l1_cache *c, const char *project, const char *record, const char *body,
+       size_t len, const char *etag)
 {
     size_t size = sizeof(l1_entry) + len + 1;
     l1_entry *e;
@@ -191,7 +183,6 @@ l1_put(l1_cache *c, const char *project, const char *record,
     c->count++;
 }
 
-
 const char *
 l1_entry_body(const l1_entry *e, size_t *len)
 {
@@ -199,20 +190,17 @@ l1_entry_body(const l1_entry *e, size_t *len)
     return e->body;
 }
 
-
 const char *
 l1_entry_etag(const l1_entry *e)
 {
     return e->etag;
 }
 
-
 size_t
 l1_bytes(const l1_cache *c)
 {
     return c->used;
 }
-
 
 size_t
 l1_count(const l1_cache *c)

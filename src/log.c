@@ -16,7 +16,7 @@
 #define LOG_BUDGETS 64
 
 typedef struct {
-    const char *msg;        /* a static string: compared by address */
+    const char *msg; /* a static string: compared by address */
     time_t second;
     int count;
     long suppressed;
@@ -27,13 +27,11 @@ static msg_budget budgets[LOG_BUDGETS];
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-
 void
 log_set_level(log_level level)
 {
     current_level = level;
 }
-
 
 log_level
 log_get_level(void)
@@ -41,19 +39,16 @@ log_get_level(void)
     return current_level;
 }
 
-
 bool
 log_enabled(log_level level)
 {
     return level >= current_level;
 }
 
-
 int
 log_level_parse(const char *text, log_level *out)
 {
-    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]);
-         i++) {
+    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
         if (strcmp(text, level_names[i]) == 0) {
             *out = (log_level)i;
             return 0;
@@ -62,13 +57,11 @@ log_level_parse(const char *text, log_level *out)
     return -1;
 }
 
-
 const char *
 log_level_name(log_level level)
 {
     return level_names[level];
 }
-
 
 /* Appends raw bytes, keeping room for the closing "}\n". */
 static void
@@ -82,7 +75,6 @@ append(log_line *line, const char *s, size_t n)
     memcpy(line->buf + line->len, s, n);
     line->len += n;
 }
-
 
 static void
 append_escaped(log_line *line, const char *s)
@@ -106,7 +98,6 @@ append_escaped(log_line *line, const char *s)
     }
 }
 
-
 static void
 append_key(log_line *line, const char *key)
 {
@@ -114,7 +105,6 @@ append_key(log_line *line, const char *key)
     append(line, key, strlen(key));
     append(line, "\":", 2);
 }
-
 
 static void
 report_suppressed(const msg_budget *b)
@@ -126,7 +116,6 @@ report_suppressed(const msg_budget *b)
     log_int(&line, "count", b->suppressed);
     log_end(&line);
 }
-
 
 /* True when a line with this message is over its budget this second. */
 static bool
@@ -149,7 +138,6 @@ over_budget(const char *msg)
     return false;
 }
 
-
 void
 log_begin(log_line *line, log_level level, const char *msg)
 {
@@ -158,8 +146,8 @@ log_begin(log_line *line, log_level level, const char *msg)
     char ts[40];
     int n;
 
-    line->active = log_enabled(level)
-                   && (level < LOG_WARN || !over_budget(msg));
+    line->active =
+        log_enabled(level) && (level < LOG_WARN || !over_budget(msg));
     line->len = 0;
     if (!line->active) {
         return;
@@ -167,7 +155,8 @@ log_begin(log_line *line, log_level level, const char *msg)
 
     gettimeofday(&now, NULL);
     gmtime_r(&now.tv_sec, &tm);
-    n = snprintf(ts, sizeof(ts), "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+    n = snprintf(ts, sizeof(ts),
+                 "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
                  tm.tm_min, tm.tm_sec, (int)(now.tv_usec / 1000));
     append(line, ts, (size_t)n);
@@ -176,7 +165,6 @@ log_begin(log_line *line, log_level level, const char *msg)
     log_str(line, "msg", msg);
     log_int(line, "pid", (long long)getpid());
 }
-
 
 void
 log_str(log_line *line, const char *key, const char *value)
@@ -194,7 +182,6 @@ log_str(log_line *line, const char *key, const char *value)
     append(line, "\"", 1);
 }
 
-
 void
 log_int(log_line *line, const char *key, long long value)
 {
@@ -209,7 +196,6 @@ log_int(log_line *line, const char *key, long long value)
     append(line, num, (size_t)n);
 }
 
-
 void
 log_num(log_line *line, const char *key, double value)
 {
@@ -223,7 +209,6 @@ log_num(log_line *line, const char *key, double value)
     append_key(line, key);
     append(line, num, (size_t)n);
 }
-
 
 void
 log_end(log_line *line)
@@ -242,7 +227,6 @@ log_end(log_line *line)
     (void)written;
 }
 
-
 void
 log_msg(log_level level, const char *msg, const char *key, const char *value)
 {
@@ -254,7 +238,6 @@ log_msg(log_level level, const char *msg, const char *key, const char *value)
     }
     log_end(&line);
 }
-
 
 bool
 log_once_per(time_t *last, int interval_s)

@@ -84,10 +84,10 @@ struct flight {
     unsigned bucket;
     flight_state state;
     int refs;
-    bool leased;          /* this process holds the Redis lease */
-    int attempt;          /* upstream tries made so far */
-    int64_t deadline_ms;  /* monotonic */
-    struct event *timer;  /* remote poll, or retry backoff */
+    bool leased;         /* this process holds the Redis lease */
+    int attempt;         /* upstream tries made so far */
+    int64_t deadline_ms; /* monotonic */
+    struct event *timer; /* remote poll, or retry backoff */
     struct event *deadline;
     TAILQ_HEAD(, waiter) waiters;
     int n_waiters;
@@ -98,7 +98,7 @@ struct lookup {
     struct event_base *base;
     const config *cfg;
     redis_conn *redis;
-    redis_conn *events;   /* subscriber: results of other processes */
+    redis_conn *events; /* subscriber: results of other processes */
     cache *cache;
     upstream *upstream;
     ratelimit *ratelimit;
@@ -112,7 +112,6 @@ struct lookup {
 
 static void start_cache(flight *f);
 static void become_fetcher(flight *f);
-
 
 /* --- flights: table, references, answers ------------------------------ */
 
@@ -130,28 +129,26 @@ bucket_of(const char *project, const char *record)
     return h % FLIGHT_BUCKETS;
 }
 
-
 static flight *
 flight_find(lookup *lk, const char *project, const char *record)
 {
     flight *f;
 
-    LIST_FOREACH(f, &lk->flights[bucket_of(project, record)], link) {
-        if (strcmp(f->project, project) == 0
-            && strcmp(f->record, record) == 0) {
+    LIST_FOREACH(f, &lk->flights[bucket_of(project, record)], link)
+    {
+        if (strcmp(f->project, project) == 0 &&
+            strcmp(f->record, record) == 0) {
             return f;
         }
     }
     return NULL;
 }
 
-
 static void
 flight_hold(flight *f)
 {
     f->refs++;
 }
-
 
 static void
 flight_release(flight *f)
@@ -164,13 +161,11 @@ flight_release(flight *f)
     free(f);
 }
 
-
 static bool
 flight_done(const flight *f)
 {
     return f->state == FLIGHT_DONE;
 }
-
 
 /* Answers every waiter and takes the flight out of the table, so that a
  * request arriving from now on starts a lookup of its own. */
@@ -198,18 +193,18 @@ answer_all(flight *f, const lookup_answer *a, bool from_elsewhere)
     flight_release(f);
 }
 
-
 static void
 answer_error(flight *f, int status, const char *code, const char *msg,
              const char *retry_after)
 {
-    lookup_answer a = {.status = status, .cache = "miss",
-                       .error_code = code, .error_msg = msg,
+    lookup_answer a = {.status = status,
+                       .cache = "miss",
+                       .error_code = code,
+                       .error_msg = msg,
                        .retry_after = retry_after};
 
     answer_all(f, &a, false);
 }
-
 
 /* --- Redis keys and small commands ------------------------------------ */
 
@@ -221,18 +216,16 @@ flight_key(const flight *f, const char *kind, char *buf, size_t size)
     return n < 0 ? 0 : (size_t)n;
 }
 
-
 static void
 run_script(lookup *lk, const char *script, const char *key, size_t key_len,
            const char *arg1, const char *arg2)
 {
     const char *argv[6] = {"EVAL", script, "1", key, arg1, arg2};
-    size_t lens[6] = {4, strlen(script), 1, key_len, strlen(arg1),
-                      arg2 ? strlen(arg2) : 0};
+    size_t lens[6] = {4,       strlen(script), 1,
+                      key_len, strlen(arg1),   arg2 ? strlen(arg2) : 0};
 
     redis_conn_command(lk->redis, NULL, NULL, arg2 ? 6 : 5, argv, lens);
 }
-
 
 static void
 release_lease(flight *f)
@@ -246,7 +239,6 @@ release_lease(flight *f)
     }
 }
 
-
 static void
 renew_lease(flight *f)
 {
@@ -258,7 +250,6 @@ renew_lease(flight *f)
              (long long)(f->lk->cfg->upstream_timeout_ms + LEASE_MARGIN_MS));
     run_script(f->lk, renew_script, key, n, f->lk->owner, ttl);
 }
-
 
 /* Tells waiting processes the outcome. Nothing is stored: a running
  * record's answer exists only in this message. */
@@ -298,7 +289,6 @@ publish(flight *f, const lookup_answer *a)
     }
 }
 
-
 /* The end of this process's own fetch: tell the others, give the lease
  * back, and answer the waiters if they are still there. */
 static void
@@ -310,7 +300,6 @@ finish_fetch(flight *f, const lookup_answer *a)
         answer_all(f, a, false);
     }
 }
-
 
 /* --- the cloud's answer ------------------------------------------------ */
 
@@ -331,7 +320,6 @@ log_upstream_problem(const flight *f, const upstream_result *res,
     log_end(&line);
 }
 
-
 /* A 200: validate, normalize, store when finished. */
 static void
 record_answer(flight *f, const upstream_result *res, lookup_answer *a,
@@ -339,8 +327,8 @@ record_answer(flight *f, const upstream_result *res, lookup_answer *a,
 {
     const char *why = NULL;
 
-    if (record_normalize(f->lk->rules, res->body, res->body_len, f->record,
-                         rec, &why) != 0) {
+    if (record_normalize(f->lk->rules, res->body, res->body_len, f->record, rec,
+                         &why) != 0) {
         metrics_inc(METRIC_VALIDATION_FAILURES);
         log_upstream_problem(f, res, "invalid record from the cloud", why);
         a->status = 502;
@@ -360,7 +348,6 @@ record_answer(flight *f, const upstream_result *res, lookup_answer *a,
     a->finished = rec->terminal;
 }
 
-
 /* The cloud's own 400/404 body, when it has the cloud's error shape, is
  * passed through; its texts are bounded by the upstream body cap. */
 static void
@@ -372,13 +359,12 @@ passed_through(const upstream_result *res, lookup_answer *a, json_t **doc)
     *doc = json_loadb(res->body, res->body_len, 0, NULL);
     code = json_string_value(json_object_get(*doc, "error_code"));
     msg = json_string_value(json_object_get(*doc, "error_msg"));
-    if (code != NULL && msg != NULL && strlen(code) <= 64
-        && strlen(msg) <= 512) {
+    if (code != NULL && msg != NULL && strlen(code) <= 64 &&
+        strlen(msg) <= 512) {
         a->error_code = code;
         a->error_msg = msg;
     }
 }
-
 
 static void
 log_credentials_refused(lookup *lk, const upstream_result *res)
@@ -388,13 +374,13 @@ log_credentials_refused(lookup *lk, const upstream_result *res)
     if (!log_once_per(&lk->credentials_logged, CREDENTIAL_LOG_INTERVAL_S)) {
         return;
     }
-    log_begin(&line, LOG_ERROR, "the cloud API refused the gateway's "
-                                "credentials");
+    log_begin(&line, LOG_ERROR,
+              "the cloud API refused the gateway's "
+              "credentials");
     log_int(&line, "upstream_status", res->status);
     log_str(&line, "upstream_request_id", res->request_id);
     log_end(&line);
 }
-
 
 static void
 error_answer(flight *f, const upstream_result *res, lookup_answer *a,
@@ -419,11 +405,9 @@ error_answer(flight *f, const upstream_result *res, lookup_answer *a,
         a->error_msg = "cannot reach the cloud API";
     } else if (res->status == 400 || res->status == 404) {
         a->status = res->status;
-        a->error_code = res->status == 400 ? REPLY_BAD_INPUT
-                                           : REPLY_NOT_FOUND;
-        a->error_msg = res->status == 400
-                           ? "the cloud API refused the request"
-                           : "no such record";
+        a->error_code = res->status == 400 ? REPLY_BAD_INPUT : REPLY_NOT_FOUND;
+        a->error_msg = res->status == 400 ? "the cloud API refused the request"
+                                          : "no such record";
         passed_through(res, a, doc);
     } else if (res->status == 401 || res->status == 403) {
         log_credentials_refused(f->lk, res);
@@ -434,11 +418,9 @@ error_answer(flight *f, const upstream_result *res, lookup_answer *a,
         a->error_code = REPLY_RATE_LIMITED;
         a->error_msg = "the cloud API is rate limiting; retry later";
     } else {
-        log_upstream_problem(f, res, "the cloud API answered an error",
-                             NULL);
+        log_upstream_problem(f, res, "the cloud API answered an error", NULL);
     }
 }
-
 
 /* Seconds in a Retry-After header (delay-seconds form), at least 1. */
 static int64_t
@@ -455,7 +437,6 @@ retry_after_ms(const char *header)
     return (int64_t)s * 1000;
 }
 
-
 static void
 note_breaker(lookup *lk, const upstream_result *res)
 {
@@ -467,7 +448,6 @@ note_breaker(lookup *lk, const upstream_result *res)
         breaker_success(lk->breaker);
     }
 }
-
 
 /* Full jitter: a random wait up to base * 2^attempt, capped. */
 static int64_t
@@ -483,7 +463,6 @@ backoff_ms(const lookup *lk, int attempt)
     return (int64_t)(r % (uint32_t)(ceiling + 1));
 }
 
-
 /* Schedules another try when the failure is transient and the client's
  * deadline leaves room. Returns true when it did. */
 static bool
@@ -491,13 +470,13 @@ retry_later(flight *f, const upstream_result *res)
 {
     lookup *lk = f->lk;
     bool answered = res->outcome == UPSTREAM_ANSWERED;
-    bool transient = res->outcome == UPSTREAM_UNREACHABLE
-                     || (answered && (res->status >= 500
-                                      || res->status == 429));
+    bool transient = res->outcome == UPSTREAM_UNREACHABLE ||
+                     (answered && (res->status >= 500 || res->status == 429));
     int64_t delay;
     struct timeval tv;
 
-    if (!transient || flight_done(f) || f->attempt > lk->cfg->upstream_retries) {
+    if (!transient || flight_done(f) ||
+        f->attempt > lk->cfg->upstream_retries) {
         return false;
     }
     delay = answered && res->status == 429 ? retry_after_ms(res->retry_after)
@@ -512,12 +491,12 @@ retry_later(flight *f, const upstream_result *res)
     return true;
 }
 
-
 static void
 on_fetched(const upstream_result *res, void *arg)
 {
     flight *f = arg;
-    lookup_answer a = {.cache = "miss", .upstream_ms = res->seconds * 1e3,
+    lookup_answer a = {.cache = "miss",
+                       .upstream_ms = res->seconds * 1e3,
                        .upstream_id = res->request_id};
     record_result rec = {0};
     char retry[24];
@@ -549,7 +528,6 @@ on_fetched(const upstream_result *res, void *arg)
     flight_release(f);
 }
 
-
 /* --- the fetcher's path ------------------------------------------------ */
 
 static void
@@ -564,7 +542,8 @@ on_admitted(bool admitted, int64_t wait_ms, void *arg)
         return;
     }
     if (!admitted) {
-        lookup_answer a = {.status = 429, .cache = "miss",
+        lookup_answer a = {.status = 429,
+                           .cache = "miss",
                            .error_code = REPLY_RATE_LIMITED,
                            .error_msg = "the upstream rate limit is "
                                         "reached; retry later",
@@ -584,7 +563,6 @@ on_admitted(bool admitted, int64_t wait_ms, void *arg)
     upstream_fetch(f->lk->upstream, f->project, f->record, on_fetched, f);
 }
 
-
 static void
 become_fetcher(flight *f)
 {
@@ -592,14 +570,14 @@ become_fetcher(flight *f)
     char retry[24];
 
     if (breaker_allow(lk->breaker) == BREAKER_REJECT) {
-        lookup_answer a = {.status = 503, .cache = "miss",
+        lookup_answer a = {.status = 503,
+                           .cache = "miss",
                            .error_code = REPLY_UNAVAILABLE,
                            .error_msg = "the cloud API is failing; "
                                         "retry later",
                            .retry_after = retry};
         snprintf(retry, sizeof(retry), "%lld",
-                 (long long)(breaker_retry_after_ms(lk->breaker) / 1000
-                             + 1));
+                 (long long)(breaker_retry_after_ms(lk->breaker) / 1000 + 1));
         finish_fetch(f, &a);
         return;
     }
@@ -608,7 +586,6 @@ become_fetcher(flight *f)
     flight_hold(f);
     ratelimit_acquire(lk->ratelimit, f->deadline_ms, on_admitted, f);
 }
-
 
 /* --- cache, lease, waiting for another process ------------------------ */
 
@@ -642,7 +619,6 @@ on_lease(redisReply *reply, void *arg)
     flight_release(f);
 }
 
-
 static void
 try_lease(flight *f)
 {
@@ -657,14 +633,13 @@ try_lease(flight *f)
         become_fetcher(f);
         return;
     }
-    lens[5] = (size_t)snprintf(ttl, sizeof(ttl), "%lld",
-                               (long long)(lk->cfg->upstream_timeout_ms
-                                           + LEASE_MARGIN_MS));
+    lens[5] = (size_t)snprintf(
+        ttl, sizeof(ttl), "%lld",
+        (long long)(lk->cfg->upstream_timeout_ms + LEASE_MARGIN_MS));
     f->state = FLIGHT_LEASE;
     flight_hold(f);
     redis_conn_command(lk->redis, on_lease, f, 6, argv, lens);
 }
-
 
 static void
 on_cache(cache_status status, const char *value, size_t len, void *arg)
@@ -676,15 +651,17 @@ on_cache(cache_status status, const char *value, size_t len, void *arg)
         return;
     }
     if (status == CACHE_HIT) {
-        lookup_answer a = {.status = 200, .cache = "hit", .body = value,
-                           .len = len, .finished = true};
+        lookup_answer a = {.status = 200,
+                           .cache = "hit",
+                           .body = value,
+                           .len = len,
+                           .finished = true};
         answer_all(f, &a, false);
     } else {
         try_lease(f);
     }
     flight_release(f);
 }
-
 
 static void
 start_cache(flight *f)
@@ -693,7 +670,6 @@ start_cache(flight *f)
     flight_hold(f);
     cache_get(f->lk->cache, f->project, f->record, on_cache, f);
 }
-
 
 static void
 on_timer(evutil_socket_t fd, short what, void *arg)
@@ -709,7 +685,6 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-
 static void
 on_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -718,7 +693,6 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
     answer_error(arg, 504, REPLY_UPSTREAM_TIME,
                  "no answer within server.request_timeout", NULL);
 }
-
 
 /* A result published by the process that fetched. */
 static void
@@ -732,8 +706,8 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
     json_t *msg;
     flight *f;
 
-    if (strlen(channel) < lk->done_prefix_len || colon == NULL
-        || colon - key != ROUTE_PROJECT_LEN) {
+    if (strlen(channel) < lk->done_prefix_len || colon == NULL ||
+        colon - key != ROUTE_PROJECT_LEN) {
         return;
     }
     memcpy(project, key, ROUTE_PROJECT_LEN);
@@ -748,8 +722,8 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
 
     msg = json_loadb(payload, len, 0, NULL);
     owner = json_string_value(json_object_get(msg, "owner"));
-    if (json_integer_value(json_object_get(msg, "status")) > 0
-        && (owner == NULL || strcmp(owner, lk->owner) != 0)) {
+    if (json_integer_value(json_object_get(msg, "status")) > 0 &&
+        (owner == NULL || strcmp(owner, lk->owner) != 0)) {
         json_t *body = json_object_get(msg, "body");
         lookup_answer a = {
             .status = (int)json_integer_value(json_object_get(msg, "status")),
@@ -757,31 +731,28 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
             .body = json_string_value(body),
             .len = json_string_length(body),
             .finished = json_is_true(json_object_get(msg, "finished")),
-            .error_code = json_string_value(json_object_get(msg,
-                                                            "error_code")),
-            .error_msg = json_string_value(json_object_get(msg,
-                                                           "error_msg")),
-            .retry_after = json_string_value(json_object_get(msg,
-                                                             "retry_after")),
-            .upstream_ms = json_number_value(json_object_get(msg,
-                                                             "upstream_ms")),
-            .upstream_id = json_string_value(json_object_get(msg,
-                                                             "upstream_id")),
+            .error_code = json_string_value(json_object_get(msg, "error_code")),
+            .error_msg = json_string_value(json_object_get(msg, "error_msg")),
+            .retry_after =
+                json_string_value(json_object_get(msg, "retry_after")),
+            .upstream_ms =
+                json_number_value(json_object_get(msg, "upstream_ms")),
+            .upstream_id =
+                json_string_value(json_object_get(msg, "upstream_id")),
         };
-        if ((a.status == 200 && a.body != NULL)
-            || (a.status != 200 && a.error_code && a.error_msg)) {
+        if ((a.status == 200 && a.body != NULL) ||
+            (a.status != 200 && a.error_code && a.error_msg)) {
             answer_all(f, &a, true);
         }
     }
     json_decref(msg);
 }
 
-
 /* --- the public face --------------------------------------------------- */
 
 void
-lookup_record(lookup *lk, const char *project, const char *record,
-              lookup_cb cb, void *arg)
+lookup_record(lookup *lk, const char *project, const char *record, lookup_cb cb,
+              void *arg)
 {
     flight *f = flight_find(lk, project, record);
     waiter *w = calloc(1, sizeof(*w));
@@ -813,7 +784,6 @@ lookup_record(lookup *lk, const char *project, const char *record,
     start_cache(f);
 }
 
-
 static void
 make_owner_id(lookup *lk)
 {
@@ -826,7 +796,6 @@ make_owner_id(lookup *lk)
     }
     snprintf(lk->owner, sizeof(lk->owner), "%s-%d", hex, (int)getpid());
 }
-
 
 lookup *
 lookup_create(struct event_base *base, const config *cfg, char *err,
@@ -868,7 +837,6 @@ lookup_create(struct event_base *base, const config *cfg, char *err,
     return lk;
 }
 
-
 void
 lookup_destroy(lookup *lk)
 {
@@ -885,20 +853,17 @@ lookup_destroy(lookup *lk)
     free(lk);
 }
 
-
 bool
 lookup_redis_up(const lookup *lk)
 {
     return redis_conn_up(lk->redis);
 }
 
-
 const char *
 lookup_breaker_state(const lookup *lk)
 {
     return breaker_state_name(lk->breaker);
 }
-
 
 const char *
 lookup_ratelimit_backend(const lookup *lk)

@@ -28,9 +28,8 @@ typedef struct {
 typedef struct {
     config *cfg;
     const char *config_path;
-    server *srv;            /* this worker's, once running */
+    server *srv; /* this worker's, once running */
 } app;
-
 
 static void
 usage(FILE *out)
@@ -45,7 +44,6 @@ usage(FILE *out)
             "                      masked) and exit 0 or 1\n",
             DEFAULT_CONFIG);
 }
-
 
 /* Returns -1 to go on, or the exit status. */
 static int
@@ -87,7 +85,6 @@ parse_args(int argc, char **argv, options *opt)
     return -1;
 }
 
-
 /* Writes each line a config problem report holds as a JSON log line, so
  * that stderr stays one JSON object per line. */
 static void
@@ -98,7 +95,6 @@ log_config_problems(char *text)
         log_msg(LOG_ERROR, "invalid configuration", "error", line);
     }
 }
-
 
 /* Reads the config file again; the live config takes the new values of
  * keys that can change while running. */
@@ -113,15 +109,14 @@ reload_config(app *a)
     fclose(err);
     if (changed < 0) {
         log_config_problems(problems);
-        log_msg(LOG_ERROR, "reload refused: keeping the running config",
-                "path", a->config_path);
+        log_msg(LOG_ERROR, "reload refused: keeping the running config", "path",
+                a->config_path);
     } else {
         log_set_level(a->cfg->log_level);
         log_msg(LOG_INFO, "configuration reloaded", "path", a->config_path);
     }
     free(problems);
 }
-
 
 static void
 on_stop_signal(evutil_socket_t sig, short what, void *arg)
@@ -134,7 +129,6 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     server_drain(a->srv);
 }
 
-
 static void
 on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -145,7 +139,6 @@ on_reload_signal(evutil_socket_t sig, short what, void *arg)
     reload_config(a);
     server_reload(a->srv);
 }
-
 
 static int
 run(app *a)
@@ -163,10 +156,9 @@ run(app *a)
     }
 
     for (int i = 0; i < 3; i++) {
-        signals[i] = evsignal_new(base, numbers[i],
-                                  numbers[i] == SIGHUP ? on_reload_signal
-                                                       : on_stop_signal,
-                                  a);
+        signals[i] = evsignal_new(
+            base, numbers[i],
+            numbers[i] == SIGHUP ? on_reload_signal : on_stop_signal, a);
         evsignal_add(signals[i], NULL);
     }
     log_msg(LOG_INFO, "listening", "listen", a->cfg->listen);
@@ -181,7 +173,6 @@ run(app *a)
     log_msg(LOG_INFO, "stopped", NULL, NULL);
     return 0;
 }
-
 
 /* Refuses to run with a signer that disagrees with Huawei's SDK: every
  * upstream request would fail. */
@@ -203,7 +194,6 @@ check_signer(void)
     return 0;
 }
 
-
 static int
 run_worker(int index, void *arg)
 {
@@ -212,7 +202,6 @@ run_worker(int index, void *arg)
     return run(arg);
 }
 
-
 /* The supervisor's copy is what restarted workers start from: keep it
  * current too. */
 static void
@@ -220,7 +209,6 @@ reload_supervisor(void *arg)
 {
     reload_config(arg);
 }
-
 
 /* One worker runs in this process; more run under a supervising parent.
  */
@@ -233,13 +221,11 @@ serve(app *a)
         return run(a) == 0 ? 0 : 1;
     }
     if (metrics_init_shared(n) != 0) {
-        log_msg(LOG_ERROR, "cannot share metrics between workers", NULL,
-                NULL);
+        log_msg(LOG_ERROR, "cannot share metrics between workers", NULL, NULL);
         return 1;
     }
     return supervisor_run(n, run_worker, reload_supervisor, a);
 }
-
 
 /* --check-config reports problems as plain text for the person running
  * it; a serving gateway reports them as JSON log lines. */
@@ -268,7 +254,6 @@ load_config(const options *opt)
     free(problems);
     return cfg;
 }
-
 
 int
 main(int argc, char **argv)

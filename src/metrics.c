@@ -15,7 +15,7 @@
  * every worker process, where pointers would mean nothing. */
 typedef struct {
     int code;
-    char cache[8];          /* "hit", "miss", "none"; "" for upstream */
+    char cache[8]; /* "hit", "miss", "none"; "" for upstream */
     uint64_t count;
 } labelled;
 
@@ -36,7 +36,7 @@ typedef struct {
     double upstream_sum;
     int64_t l1_bytes;
     long long clock_skew_s;
-    time_t clock_skew_at;    /* when it was seen; 0: never */
+    time_t clock_skew_at; /* when it was seen; 0: never */
 } slot;
 
 static slot private_slot;
@@ -55,17 +55,14 @@ static const struct {
     {"recgate_cache_writes_total", "Finished records written to Redis."},
     {"recgate_validation_failures_total",
      "Upstream 200 bodies refused by validation."},
-    {"recgate_redis_errors_total",
-     "Redis commands that failed or timed out."},
+    {"recgate_redis_errors_total", "Redis commands that failed or timed out."},
 };
-
 
 int
 metrics_init_shared(int workers)
 {
     void *mem = mmap(NULL, (size_t)workers * sizeof(slot),
-                     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-                     0);
+                     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
     if (mem == MAP_FAILED) {
         return -1;
@@ -76,13 +73,11 @@ metrics_init_shared(int workers)
     return 0;
 }
 
-
 void
 metrics_use_slot(int index)
 {
     mine = &slots[index];
 }
-
 
 void
 metrics_inc(metric_counter which)
@@ -90,10 +85,8 @@ metrics_inc(metric_counter which)
     mine->counters[which]++;
 }
 
-
 static void
-count_labelled(labelled *set, int *n, int code, const char *cache,
-               uint64_t by)
+count_labelled(labelled *set, int *n, int code, const char *cache, uint64_t by)
 {
     for (int i = 0; i < *n; i++) {
         if (set[i].code == code && strcmp(set[i].cache, cache) == 0) {
@@ -108,13 +101,11 @@ count_labelled(labelled *set, int *n, int code, const char *cache,
     }
 }
 
-
 void
 metrics_request(int code, const char *cache)
 {
     count_labelled(mine->requests, &mine->n_requests, code, cache, 1);
 }
-
 
 void
 metrics_upstream(int code, double seconds)
@@ -130,13 +121,11 @@ metrics_upstream(int code, double seconds)
     mine->upstream_sum += seconds;
 }
 
-
 void
 metrics_set_l1_bytes(int64_t bytes)
 {
     mine->l1_bytes = bytes;
 }
-
 
 /* Adds every worker's slot into one. */
 static void
@@ -167,14 +156,12 @@ sum_slots(slot *total)
     }
 }
 
-
 void
 metrics_set_clock_skew(long long seconds)
 {
     mine->clock_skew_s = seconds;
     mine->clock_skew_at = time(NULL);
 }
-
 
 bool
 metrics_clock_skew(long long *seconds)
@@ -190,30 +177,29 @@ metrics_clock_skew(long long *seconds)
     return latest != 0;
 }
 
-
 static void
 render_head(struct evbuffer *buf, const char *name, const char *type,
             const char *help)
 {
-    evbuffer_add_printf(buf, "# HELP %s %s\n# TYPE %s %s\n", name, help,
-                        name, type);
+    evbuffer_add_printf(buf, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                        type);
 }
-
 
 static void
 render_upstream_code(struct evbuffer *buf, const labelled *l)
 {
     if (l->code == 0) {
-        evbuffer_add_printf(buf, "recgate_upstream_requests_total"
+        evbuffer_add_printf(buf,
+                            "recgate_upstream_requests_total"
                             "{code=\"error\"} %llu\n",
                             (unsigned long long)l->count);
     } else {
-        evbuffer_add_printf(buf, "recgate_upstream_requests_total"
-                            "{code=\"%d\"} %llu\n", l->code,
-                            (unsigned long long)l->count);
+        evbuffer_add_printf(buf,
+                            "recgate_upstream_requests_total"
+                            "{code=\"%d\"} %llu\n",
+                            l->code, (unsigned long long)l->count);
     }
 }
-
 
 static void
 render_histogram(struct evbuffer *buf, const slot *t)
@@ -221,18 +207,21 @@ render_histogram(struct evbuffer *buf, const slot *t)
     render_head(buf, "recgate_upstream_seconds", "histogram",
                 "Time of whole upstream exchanges.");
     for (size_t i = 0; i < N_BUCKETS; i++) {
-        evbuffer_add_printf(buf, "recgate_upstream_seconds_bucket"
-                            "{le=\"%g\"} %llu\n", bucket_bounds[i],
+        evbuffer_add_printf(buf,
+                            "recgate_upstream_seconds_bucket"
+                            "{le=\"%g\"} %llu\n",
+                            bucket_bounds[i],
                             (unsigned long long)t->buckets[i]);
     }
-    evbuffer_add_printf(buf, "recgate_upstream_seconds_bucket{le=\"+Inf\"} "
-                        "%llu\n", (unsigned long long)t->upstream_count);
+    evbuffer_add_printf(buf,
+                        "recgate_upstream_seconds_bucket{le=\"+Inf\"} "
+                        "%llu\n",
+                        (unsigned long long)t->upstream_count);
     evbuffer_add_printf(buf, "recgate_upstream_seconds_sum %.6f\n",
                         t->upstream_sum);
     evbuffer_add_printf(buf, "recgate_upstream_seconds_count %llu\n",
                         (unsigned long long)t->upstream_count);
 }
-
 
 void
 metrics_render(struct evbuffer *buf)
@@ -246,9 +235,10 @@ metrics_render(struct evbuffer *buf)
     render_head(buf, "recgate_requests_total", "counter",
                 "Client requests answered, by status and cache result.");
     for (int i = 0; i < t->n_requests; i++) {
-        evbuffer_add_printf(buf, "recgate_requests_total{code=\"%d\","
-                            "cache=\"%s\"} %llu\n", t->requests[i].code,
-                            t->requests[i].cache,
+        evbuffer_add_printf(buf,
+                            "recgate_requests_total{code=\"%d\","
+                            "cache=\"%s\"} %llu\n",
+                            t->requests[i].code, t->requests[i].cache,
                             (unsigned long long)t->requests[i].count);
     }
 
@@ -260,16 +250,14 @@ metrics_render(struct evbuffer *buf)
     render_histogram(buf, t);
 
     for (int i = 0; i < METRIC_COUNTER_COUNT; i++) {
-        render_head(buf, counter_info[i].name, "counter",
-                    counter_info[i].help);
+        render_head(buf, counter_info[i].name, "counter", counter_info[i].help);
         evbuffer_add_printf(buf, "%s %llu\n", counter_info[i].name,
                             (unsigned long long)t->counters[i]);
     }
 
     render_head(buf, "recgate_l1_bytes", "gauge",
                 "Bytes held by the in-process record cache.");
-    evbuffer_add_printf(buf, "recgate_l1_bytes %lld\n",
-                        (long long)t->l1_bytes);
+    evbuffer_add_printf(buf, "recgate_l1_bytes %lld\n", (long long)t->l1_bytes);
 
     if (metrics_clock_skew(&skew)) {
         render_head(buf, "recgate_clock_skew_seconds", "gauge",

@@ -50,9 +50,9 @@ struct waiter {
     ratelimit *owner;
     ratelimit_cb cb;
     void *arg;
-    int64_t give_up_ms;     /* monotonic: answer "refused" after this */
+    int64_t give_up_ms; /* monotonic: answer "refused" after this */
     struct event *timer;
-    bool in_redis;          /* a script call is under way */
+    bool in_redis; /* a script call is under way */
     TAILQ_ENTRY(waiter) link;
 };
 
@@ -65,18 +65,17 @@ struct ratelimit {
     int workers;
     double local_tokens;
     int64_t local_ts;
-    int64_t paused_until;   /* monotonic; also kept locally */
-    bool local;             /* the fallback is in use */
+    int64_t paused_until; /* monotonic; also kept locally */
+    bool local;           /* the fallback is in use */
     int queued;
     TAILQ_HEAD(, waiter) waiters;
 };
 
 static void attempt(waiter *w);
 
-
 ratelimit *
-ratelimit_create(struct event_base *base, const config *cfg,
-                 redis_conn *redis, int workers)
+ratelimit_create(struct event_base *base, const config *cfg, redis_conn *redis,
+                 int workers)
 {
     ratelimit *rl = calloc(1, sizeof(*rl));
 
@@ -85,15 +84,13 @@ ratelimit_create(struct event_base *base, const config *cfg,
     rl->redis = redis;
     snprintf(rl->bucket_key, sizeof(rl->bucket_key), "%sratelimit",
              cfg->key_prefix);
-    snprintf(rl->pause_key, sizeof(rl->pause_key), "%spause",
-             cfg->key_prefix);
+    snprintf(rl->pause_key, sizeof(rl->pause_key), "%spause", cfg->key_prefix);
     rl->workers = workers > 0 ? workers : 1;
     rl->local_tokens = 1.0;
     rl->local_ts = clock_now_ms();
     TAILQ_INIT(&rl->waiters);
     return rl;
 }
-
 
 static void
 waiter_free(waiter *w)
@@ -103,7 +100,6 @@ waiter_free(waiter *w)
     event_free(w->timer);
     free(w);
 }
-
 
 void
 ratelimit_destroy(ratelimit *rl)
@@ -117,13 +113,11 @@ ratelimit_destroy(ratelimit *rl)
     free(rl);
 }
 
-
 const char *
 ratelimit_backend(const ratelimit *rl)
 {
     return rl->local ? "local" : "redis";
 }
-
 
 static void
 finish(waiter *w, bool admitted, int64_t retry_after_ms)
@@ -138,7 +132,6 @@ finish(waiter *w, bool admitted, int64_t retry_after_ms)
     cb(admitted, retry_after_ms, arg);
 }
 
-
 /* The token bucket of this worker alone, used while Redis is away: its
  * share of the rate is upstream.fallback_share split over the workers,
  * since the replicas can no longer agree. */
@@ -147,15 +140,15 @@ take_local_token(ratelimit *rl)
 {
     const config *cfg = rl->cfg;
     double share = cfg->upstream_fallback_share / rl->workers;
-    double rate = cfg->upstream_rate * share / 1000.0;   /* per ms */
+    double rate = cfg->upstream_rate * share / 1000.0; /* per ms */
     double burst = fmax(1.0, floor(cfg->upstream_burst * share));
     int64_t now = clock_now_ms();
 
     if (now < rl->paused_until) {
         return rl->paused_until - now;
     }
-    rl->local_tokens = fmin(burst, rl->local_tokens
-                                       + (double)(now - rl->local_ts) * rate);
+    rl->local_tokens =
+        fmin(burst, rl->local_tokens + (double)(now - rl->local_ts) * rate);
     rl->local_ts = now;
     if (rl->local_tokens >= 1.0) {
         rl->local_tokens -= 1.0;
@@ -163,7 +156,6 @@ take_local_token(ratelimit *rl)
     }
     return (int64_t)ceil((1.0 - rl->local_tokens) / rate);
 }
-
 
 static void
 use_fallback(ratelimit *rl, bool local)
@@ -178,7 +170,6 @@ use_fallback(ratelimit *rl, bool local)
                   : "rate limit: shared again through redis",
             NULL, NULL);
 }
-
 
 /* Admits, waits and tries again, or refuses, given the wait the bucket
  * asked for. */
@@ -200,7 +191,6 @@ settle(waiter *w, int64_t wait_ms)
     evtimer_add(w->timer, &tv);
 }
 
-
 static void
 on_script_reply(redisReply *reply, void *arg)
 {
@@ -208,20 +198,18 @@ on_script_reply(redisReply *reply, void *arg)
     ratelimit *rl = w->owner;
 
     w->in_redis = false;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2
-        || reply->element[0]->type != REDIS_REPLY_INTEGER
-        || reply->element[1]->type != REDIS_REPLY_INTEGER) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER) {
         use_fallback(rl, true);
         settle(w, take_local_token(rl));
         return;
     }
 
     use_fallback(rl, false);
-    settle(w, reply->element[0]->integer == 1 ? 0
-                                              : reply->element[1]->integer);
+    settle(w, reply->element[0]->integer == 1 ? 0 : reply->element[1]->integer);
 }
-
 
 static void
 attempt(waiter *w)
@@ -229,8 +217,8 @@ attempt(waiter *w)
     ratelimit *rl = w->owner;
     char rate[32];
     char burst[16];
-    const char *argv[7] = {"EVAL", bucket_script, "2", rl->bucket_key,
-                           rl->pause_key, rate, burst};
+    const char *argv[7] = {"EVAL",        bucket_script, "2",  rl->bucket_key,
+                           rl->pause_key, rate,          burst};
     size_t lens[7];
 
     snprintf(rate, sizeof(rate), "%.6f", rl->cfg->upstream_rate);
@@ -242,7 +230,6 @@ attempt(waiter *w)
     redis_conn_command(rl->redis, on_script_reply, w, 7, argv, lens);
 }
 
-
 static void
 on_retry_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -251,7 +238,6 @@ on_retry_timer(evutil_socket_t fd, short what, void *arg)
     attempt(arg);
 }
 
-
 static void
 on_queue_full(evutil_socket_t fd, short what, void *arg)
 {
@@ -259,7 +245,6 @@ on_queue_full(evutil_socket_t fd, short what, void *arg)
     (void)what;
     finish(arg, false, 1000);
 }
-
 
 void
 ratelimit_acquire(ratelimit *rl, int64_t deadline_ms, ratelimit_cb cb,
@@ -286,7 +271,6 @@ ratelimit_acquire(ratelimit *rl, int64_t deadline_ms, ratelimit_cb cb,
     w->timer = evtimer_new(rl->base, on_retry_timer, w);
     attempt(w);
 }
-
 
 void
 ratelimit_pause(ratelimit *rl, int64_t ms)

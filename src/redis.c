@@ -35,8 +35,8 @@ struct pending {
     redis_reply_cb cb;
     void *arg;
     struct event *timer;
-    bool answered;        /* the caller has had its callback */
-    bool sent;            /* hiredis holds a pointer to this record */
+    bool answered; /* the caller has had its callback */
+    bool sent;     /* hiredis holds a pointer to this record */
     LIST_ENTRY(pending) link;
 };
 
@@ -49,15 +49,14 @@ struct redis_conn {
     struct event *reconnect_timer;
     int backoff_ms;
     bool closing;
-    bool warned_down;     /* "down" is logged once per outage */
-    char *pattern;        /* subscription, or NULL */
+    bool warned_down; /* "down" is logged once per outage */
+    char *pattern;    /* subscription, or NULL */
     redis_message_cb on_message;
     void *message_arg;
     LIST_HEAD(, pending) pendings;
 };
 
 static void connect_now(redis_conn *rc);
-
 
 static struct timeval
 ms_to_tv(int64_t ms)
@@ -66,7 +65,6 @@ ms_to_tv(int64_t ms)
                          .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     return tv;
 }
-
 
 static void
 log_link(log_level level, const redis_conn *rc, const char *msg,
@@ -81,7 +79,6 @@ log_link(log_level level, const redis_conn *rc, const char *msg,
     }
     log_end(&line);
 }
-
 
 static void
 schedule_reconnect(redis_conn *rc)
@@ -98,7 +95,6 @@ schedule_reconnect(redis_conn *rc)
     }
 }
 
-
 static void
 on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -107,20 +103,17 @@ on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
     connect_now(arg);
 }
 
-
 static void
 went_down(redis_conn *rc, const char *error)
 {
     rc->ctx = NULL;
     rc->state = LINK_DOWN;
     if (!rc->warned_down && !rc->closing) {
-        log_link(LOG_WARN, rc, "redis unreachable: going on without it",
-                 error);
+        log_link(LOG_WARN, rc, "redis unreachable: going on without it", error);
         rc->warned_down = true;
     }
     schedule_reconnect(rc);
 }
-
 
 static void
 on_connect(const redisAsyncContext *ac, int status)
@@ -138,7 +131,6 @@ on_connect(const redisAsyncContext *ac, int status)
     log_link(LOG_INFO, rc, "redis connected", NULL);
 }
 
-
 static void
 on_disconnect(const redisAsyncContext *ac, int status)
 {
@@ -148,7 +140,6 @@ on_disconnect(const redisAsyncContext *ac, int status)
     went_down(rc, ac->errstr[0] ? ac->errstr : "connection closed");
 }
 
-
 /* Replies to AUTH and SELECT: a refusal leaves the link unusable. */
 static void
 on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -157,12 +148,10 @@ on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     redis_conn *rc = privdata;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        log_link(LOG_ERROR, rc, "redis refused connection setup",
-                 reply->str);
+        log_link(LOG_ERROR, rc, "redis refused connection setup", reply->str);
         redisAsyncDisconnect(ac);
     }
 }
-
 
 /* Every message of the pattern subscription, and its confirmation. */
 static void
@@ -172,20 +161,19 @@ on_subscription(redisAsyncContext *ac, void *r, void *privdata)
     redis_conn *rc = privdata;
 
     (void)ac;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 4) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 4) {
         return;
     }
-    if (reply->element[0]->type == REDIS_REPLY_STRING
-        && strcmp(reply->element[0]->str, "pmessage") == 0
-        && reply->element[2]->type == REDIS_REPLY_STRING
-        && reply->element[3]->type == REDIS_REPLY_STRING
-        && rc->on_message != NULL && !rc->closing) {
+    if (reply->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(reply->element[0]->str, "pmessage") == 0 &&
+        reply->element[2]->type == REDIS_REPLY_STRING &&
+        reply->element[3]->type == REDIS_REPLY_STRING &&
+        rc->on_message != NULL && !rc->closing) {
         rc->on_message(reply->element[2]->str, reply->element[3]->str,
                        reply->element[3]->len, rc->message_arg);
     }
 }
-
 
 static void
 send_setup(redis_conn *rc)
@@ -205,7 +193,6 @@ send_setup(redis_conn *rc)
                           rc->pattern);
     }
 }
-
 
 static void
 connect_now(redis_conn *rc)
@@ -229,10 +216,8 @@ connect_now(redis_conn *rc)
     send_setup(rc);
 }
 
-
 redis_conn *
-redis_conn_create(struct event_base *base, const config *cfg,
-                  const char *name)
+redis_conn_create(struct event_base *base, const config *cfg, const char *name)
 {
     redis_conn *rc = calloc(1, sizeof(*rc));
 
@@ -250,7 +235,6 @@ redis_conn_create(struct event_base *base, const config *cfg,
     return rc;
 }
 
-
 static void
 pending_free(pending *p)
 {
@@ -258,7 +242,6 @@ pending_free(pending *p)
     event_free(p->timer);
     free(p);
 }
-
 
 void
 redis_conn_destroy(redis_conn *rc)
@@ -282,13 +265,11 @@ redis_conn_destroy(redis_conn *rc)
     free(rc);
 }
 
-
 bool
 redis_conn_up(const redis_conn *rc)
 {
     return rc->state == LINK_UP;
 }
-
 
 /* Hands the caller its answer once; later arrivals are ignored. */
 static void
@@ -306,7 +287,6 @@ answer(pending *p, redisReply *reply)
     }
 }
 
-
 static void
 on_timeout(evutil_socket_t fd, short what, void *arg)
 {
@@ -320,7 +300,6 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-
 static void
 on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -331,7 +310,6 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     answer(p, reply);
     pending_free(p);
 }
-
 
 void
 redis_conn_command(redis_conn *rc, redis_reply_cb cb, void *arg, int argc,
@@ -347,9 +325,9 @@ redis_conn_command(redis_conn *rc, redis_reply_cb cb, void *arg, int argc,
     LIST_INSERT_HEAD(&rc->pendings, p, link);
 
     /* Down: answer "failed" on the next loop turn, never from here. */
-    if (rc->ctx == NULL || rc->state == LINK_DOWN
-        || redisAsyncCommandArgv(rc->ctx, on_reply, p, argc, argv, lens)
-               != REDIS_OK) {
+    if (rc->ctx == NULL || rc->state == LINK_DOWN ||
+        redisAsyncCommandArgv(rc->ctx, on_reply, p, argc, argv, lens) !=
+            REDIS_OK) {
         tv = ms_to_tv(0);
         evtimer_add(p->timer, &tv);
         return;
@@ -359,10 +337,9 @@ redis_conn_command(redis_conn *rc, redis_reply_cb cb, void *arg, int argc,
     evtimer_add(p->timer, &tv);
 }
 
-
 void
-redis_conn_subscribe(redis_conn *rc, const char *pattern,
-                     redis_message_cb cb, void *arg)
+redis_conn_subscribe(redis_conn *rc, const char *pattern, redis_message_cb cb,
+                     void *arg)
 {
     free(rc->pattern);
     rc->pattern = strdup(pattern);

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 void
 reply_etag(const char *body, size_t len, char *out)
 {
@@ -27,7 +26,6 @@ reply_etag(const char *body, size_t len, char *out)
     out[33] = '"';
     out[34] = '\0';
 }
-
 
 bool
 reply_etag_matches(const char *if_none_match, const char *etag)
@@ -57,7 +55,6 @@ reply_etag_matches(const char *if_none_match, const char *etag)
     return false;
 }
 
-
 void
 reply_common_headers(struct evhttp_request *req, const char *request_id)
 {
@@ -67,25 +64,34 @@ reply_common_headers(struct evhttp_request *req, const char *request_id)
     evhttp_add_header(out, "X-Request-Id", request_id);
 }
 
-
 static const char *
 reason_phrase(int status)
 {
     switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Error";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Error";
     }
 }
-
 
 void
 reply_error(struct evhttp_request *req, int status, const char *code,

@@ -17,7 +17,6 @@ static const struct {
     {"/metrics", ROUTE_METRICS},
 };
 
-
 int
 route_valid_project(const char *project, size_t len)
 {
@@ -31,7 +30,6 @@ route_valid_project(const char *project, size_t len)
     }
     return 1;
 }
-
 
 int
 route_valid_record(const char *record, size_t len)
@@ -50,7 +48,6 @@ route_valid_record(const char *record, size_t len)
     return 1;
 }
 
-
 static void
 bad_input(route *out, const char *why)
 {
@@ -58,14 +55,13 @@ bad_input(route *out, const char *why)
     out->why = why;
 }
 
-
 /* The record route: /v2/{project}/script-execution-records/{record}.
  * No percent-escape is accepted: every allowed character is plain, so an
  * escape could only hide something that is not allowed. */
 static void
 parse_record_route(const char *path, size_t path_len, route *out)
 {
-    const char *project = path + 4;                 /* after "/v2/" */
+    const char *project = path + 4; /* after "/v2/" */
     const char *end = path + path_len;
     const char *slash = memchr(project, '/', (size_t)(end - project));
     const char *records;
@@ -73,16 +69,16 @@ parse_record_route(const char *path, size_t path_len, route *out)
     size_t seg_len = sizeof(RECORDS_SEGMENT) - 1;
 
     if (slash == NULL) {
-        return;                                     /* not ours: 404 */
+        return; /* not ours: 404 */
     }
     records = slash + 1;
-    if ((size_t)(end - records) < seg_len
-        || memcmp(records, RECORDS_SEGMENT, seg_len) != 0
-        || (records + seg_len != end && records[seg_len] != '/')) {
+    if ((size_t)(end - records) < seg_len ||
+        memcmp(records, RECORDS_SEGMENT, seg_len) != 0 ||
+        (records + seg_len != end && records[seg_len] != '/')) {
         return;
     }
     if (records + seg_len == end) {
-        return;                     /* the cloud's list call: not served */
+        return; /* the cloud's list call: not served */
     }
     if (records + seg_len + 1 == end) {
         bad_input(out, "record_id is empty");
@@ -107,7 +103,6 @@ parse_record_route(const char *path, size_t path_len, route *out)
     out->kind = ROUTE_RECORD;
 }
 
-
 void
 route_parse(const char *target, route *out)
 {
@@ -118,8 +113,8 @@ route_parse(const char *target, route *out)
 
     for (size_t i = 0; i < sizeof(fixed_routes) / sizeof(fixed_routes[0]);
          i++) {
-        if (strlen(fixed_routes[i].path) == path_len
-            && memcmp(target, fixed_routes[i].path, path_len) == 0) {
+        if (strlen(fixed_routes[i].path) == path_len &&
+            memcmp(target, fixed_routes[i].path, path_len) == 0) {
             out->kind = fixed_routes[i].kind;
             return;
         }

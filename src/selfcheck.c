@@ -15,7 +15,6 @@
 extern const unsigned char sign_vectors_json[];
 extern const size_t sign_vectors_json_len;
 
-
 /* The request-line path of a URL: after the authority, before any
  * query. */
 static int
@@ -31,7 +30,6 @@ url_path(const char *url, char *buf, size_t size)
     return 0;
 }
 
-
 static const char *
 field(json_t *v, const char *name)
 {
@@ -39,7 +37,6 @@ field(json_t *v, const char *name)
 
     return s ? s : "";
 }
-
 
 static int
 check_one(json_t *v, char *err, size_t err_size)
@@ -52,28 +49,29 @@ check_one(json_t *v, char *err, size_t err_size)
     json_t *value;
     size_t n = 0;
 
-    json_object_foreach(headers, key, value) {
+    json_object_foreach(headers, key, value)
+    {
         if (n == VECTOR_HEADERS_MAX || !json_is_string(value)) {
             break;
         }
         h[n++] = (sign_header){key, json_string_value(value)};
     }
 
-    if (url_path(field(v, "url"), path, sizeof(path)) != 0
-        || sign_request(field(v, "ak"), field(v, "sk"), field(v, "method"),
-                        path, NULL, h, n, NULL, 0, auth, sizeof(auth)) != 0
-        || strcmp(auth, field(v, "authorization")) != 0) {
-        snprintf(err, err_size, "signing vector \"%s\": the signer "
-                 "disagrees with Huawei's SDK", field(v, "name"));
+    if (url_path(field(v, "url"), path, sizeof(path)) != 0 ||
+        sign_request(field(v, "ak"), field(v, "sk"), field(v, "method"), path,
+                     NULL, h, n, NULL, 0, auth, sizeof(auth)) != 0 ||
+        strcmp(auth, field(v, "authorization")) != 0) {
+        snprintf(err, err_size,
+                 "signing vector \"%s\": the signer "
+                 "disagrees with Huawei's SDK",
+                 field(v, "name"));
         return -1;
     }
     return 0;
 }
 
-
 int
-selfcheck_signer_with(const char *json, size_t len, char *err,
-                      size_t err_size)
+selfcheck_signer_with(const char *json, size_t len, char *err, size_t err_size)
 {
     json_t *vectors = json_loadb(json, len, 0, NULL);
     size_t i;
@@ -85,7 +83,8 @@ selfcheck_signer_with(const char *json, size_t len, char *err,
         json_decref(vectors);
         return -1;
     }
-    json_array_foreach(vectors, i, v) {
+    json_array_foreach(vectors, i, v)
+    {
         if (check_one(v, err, err_size) != 0) {
             json_decref(vectors);
             return -1;
@@ -95,7 +94,6 @@ selfcheck_signer_with(const char *json, size_t len, char *err,
     json_decref(vectors);
     return checked;
 }
-
 
 int
 selfcheck_signer(char *err, size_t err_size)

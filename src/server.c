@@ -43,8 +43,8 @@ struct request_ctx {
     route rt;
     char request_id[REQUEST_ID_MAX + 1];
     struct timeval started;
-    const char *cache;        /* "hit", "miss" or "none" */
-    const char *upstream_id;  /* set only while the answer is built */
+    const char *cache;       /* "hit", "miss" or "none" */
+    const char *upstream_id; /* set only while the answer is built */
     double upstream_ms;
 };
 
@@ -56,13 +56,12 @@ struct server {
     lookup *lookup;
     l1_cache *l1;
     access_list *access;
-    char cache_control[48];   /* for finished records */
-    uint64_t id_state[2];     /* request id generator */
+    char cache_control[48]; /* for finished records */
+    uint64_t id_state[2];   /* request id generator */
     struct event *drain_timer;
     bool draining;
     long in_flight;
 };
-
 
 /* --- request ids, timing, the access log ------------------------------ */
 
@@ -76,15 +75,14 @@ sane_request_id(const char *id)
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)id[i];
-        if (!(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'z')
-            && !(c >= 'A' && c <= 'Z') && c != '-' && c != '_' && c != '.'
-            && c != ':') {
+        if (!(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'z') &&
+            !(c >= 'A' && c <= 'Z') && c != '-' && c != '_' && c != '.' &&
+            c != ':') {
             return false;
         }
     }
     return true;
 }
-
 
 /* xorshift128+: request ids need to be unique, not secret, and making
  * one must not cost a system call on the hit path. Seeded from OpenSSL's
@@ -102,7 +100,6 @@ next_random(uint64_t state[2])
     state[1] = a;
     return a + b;
 }
-
 
 static void
 pick_request_id(request_ctx *ctx)
@@ -124,35 +121,42 @@ pick_request_id(request_ctx *ctx)
     ctx->request_id[32] = '\0';
 }
 
-
 static double
 ms_since(const struct timeval *start)
 {
     struct timeval now;
 
     gettimeofday(&now, NULL);
-    return (double)(now.tv_sec - start->tv_sec) * 1e3
-           + (double)(now.tv_usec - start->tv_usec) / 1e3;
+    return (double)(now.tv_sec - start->tv_sec) * 1e3 +
+           (double)(now.tv_usec - start->tv_usec) / 1e3;
 }
-
 
 static const char *
 method_name(enum evhttp_cmd_type type)
 {
     switch (type) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    case EVHTTP_REQ_TRACE: return "TRACE";
-    case EVHTTP_REQ_CONNECT: return "CONNECT";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    default: return "OTHER";
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    default:
+        return "OTHER";
     }
 }
-
 
 static void
 log_access(request_ctx *ctx, int status)
@@ -176,7 +180,6 @@ log_access(request_ctx *ctx, int status)
     log_end(&line);
 }
 
-
 /* Every answer ends here: log, count, free, and finish a drain. */
 static void
 request_done(request_ctx *ctx, int status)
@@ -193,14 +196,12 @@ request_done(request_ctx *ctx, int status)
     }
 }
 
-
 static void
 fail(request_ctx *ctx, int status, const char *code, const char *msg)
 {
     reply_error(ctx->req, status, code, msg, ctx->request_id);
     request_done(ctx, status);
 }
-
 
 /* --- answers with a record -------------------------------------------- */
 
@@ -211,7 +212,6 @@ release_l1_entry(const void *data, size_t len, void *arg)
     (void)len;
     l1_release(arg);
 }
-
 
 /* Sends a record, or 304 when the client already holds these bytes. With
  * an L1 entry, the body is sent from the entry's own memory, which the
@@ -252,7 +252,6 @@ send_record(request_ctx *ctx, const char *json, size_t len, bool finished,
     request_done(ctx, 200);
 }
 
-
 static void
 serve_from_l1(request_ctx *ctx, l1_entry *entry)
 {
@@ -262,7 +261,6 @@ serve_from_l1(request_ctx *ctx, l1_entry *entry)
     ctx->cache = "hit";
     send_record(ctx, body, len, true, l1_entry_etag(entry), entry);
 }
-
 
 /* --- the record ------------------------------------------------------- */
 
@@ -293,7 +291,6 @@ on_answer(const lookup_answer *a, void *arg)
     fail(ctx, a->status, a->error_code, a->error_msg);
 }
 
-
 static void
 serve_record(request_ctx *ctx)
 {
@@ -308,10 +305,9 @@ serve_record(request_ctx *ctx)
         serve_from_l1(ctx, entry);
         return;
     }
-    lookup_record(srv->lookup, ctx->rt.project_id, ctx->rt.record_id,
-                  on_answer, ctx);
+    lookup_record(srv->lookup, ctx->rt.project_id, ctx->rt.record_id, on_answer,
+                  ctx);
 }
-
 
 /* --- the small routes -------------------------------------------------- */
 
@@ -328,7 +324,6 @@ send_json(request_ctx *ctx, int status, const char *reason, const char *json)
     evbuffer_free(body);
     request_done(ctx, status);
 }
-
 
 /* Ready unless the clock is so far from the cloud's that signatures would
  * be refused. Without Redis the gateway still answers, from the cloud:
@@ -347,15 +342,14 @@ serve_readyz(request_ctx *ctx)
              "{\"status\":\"%s\",\"redis\":\"%s\",\"breaker\":\"%s\","
              "\"ratelimit\":\"%s\",\"clock_skew_seconds\":%lld%s}",
              skewed ? "not_ready" : "ready",
-             lookup_redis_up(lk) ? "up" : "degraded",
-             lookup_breaker_state(lk), lookup_ratelimit_backend(lk), skew,
+             lookup_redis_up(lk) ? "up" : "degraded", lookup_breaker_state(lk),
+             lookup_ratelimit_backend(lk), skew,
              skewed ? ",\"reason\":\"clock skew against the cloud over "
                       "10 minutes: signatures would be refused\""
                     : "");
     send_json(ctx, skewed ? 503 : 200, skewed ? "Service Unavailable" : "OK",
               body);
 }
-
 
 static void
 serve_metrics(request_ctx *ctx)
@@ -372,7 +366,6 @@ serve_metrics(request_ctx *ctx)
     request_done(ctx, 200);
 }
 
-
 static bool
 check_access(request_ctx *ctx)
 {
@@ -383,8 +376,7 @@ check_access(request_ctx *ctx)
     case ACCESS_UNAUTHORIZED:
         evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
                           "WWW-Authenticate", "Bearer");
-        fail(ctx, 401, REPLY_UNAUTHORIZED,
-             "a valid bearer token is required");
+        fail(ctx, 401, REPLY_UNAUTHORIZED, "a valid bearer token is required");
         return false;
     case ACCESS_FORBIDDEN:
         fail(ctx, 403, REPLY_FORBIDDEN,
@@ -394,7 +386,6 @@ check_access(request_ctx *ctx)
         return true;
     }
 }
-
 
 static void
 dispatch(request_ctx *ctx)
@@ -406,8 +397,8 @@ dispatch(request_ctx *ctx)
         return;
     }
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
-                          "Allow", ALLOWED_METHODS);
+        evhttp_add_header(evhttp_request_get_output_headers(ctx->req), "Allow",
+                          ALLOWED_METHODS);
         fail(ctx, 405, REPLY_BAD_METHOD, "only GET and HEAD are allowed");
         return;
     }
@@ -434,7 +425,6 @@ dispatch(request_ctx *ctx)
     }
 }
 
-
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -455,7 +445,6 @@ on_request(struct evhttp_request *req, void *arg)
     route_parse(evhttp_request_get_uri(req), &ctx->rt);
     dispatch(ctx);
 }
-
 
 /* --- life cycle -------------------------------------------------------- */
 
@@ -482,12 +471,11 @@ bind_listener(server *srv, char *err, size_t err_size)
         return -1;
     }
 
-    lev = evconnlistener_new_bind(srv->base, NULL, NULL,
-                                  LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT
-                                      | LEV_OPT_CLOSE_ON_FREE
-                                      | LEV_OPT_CLOSE_ON_EXEC,
-                                  LISTEN_BACKLOG, ai->ai_addr,
-                                  (int)ai->ai_addrlen);
+    lev = evconnlistener_new_bind(
+        srv->base, NULL, NULL,
+        LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE |
+            LEV_OPT_CLOSE_ON_EXEC,
+        LISTEN_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
     freeaddrinfo(ai);
     if (lev == NULL) {
         snprintf(err, err_size, "cannot listen on %s: %s", cfg->listen,
@@ -498,7 +486,6 @@ bind_listener(server *srv, char *err, size_t err_size)
     return 0;
 }
 
-
 static void
 setup_http(server *srv)
 {
@@ -507,18 +494,16 @@ setup_http(server *srv)
 
     /* Every method reaches the handler, which answers 405 itself in the
      * documented shape. */
-    evhttp_set_allowed_methods(srv->http,
-                               EVHTTP_REQ_GET | EVHTTP_REQ_HEAD
-                                   | EVHTTP_REQ_POST | EVHTTP_REQ_PUT
-                                   | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS
-                                   | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT
-                                   | EVHTTP_REQ_PATCH);
+    evhttp_set_allowed_methods(
+        srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                       EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+                       EVHTTP_REQ_PATCH);
     evhttp_set_max_headers_size(srv->http, 16 * 1024);
     evhttp_set_max_body_size(srv->http, 64 * 1024);
     evhttp_set_timeout(srv->http, 30);
     evhttp_set_default_content_type(srv->http, "application/json");
 }
-
 
 /* A finished record never changes: clients may keep it as long as Redis
  * does (a year when Redis keeps it for ever). */
@@ -527,11 +512,9 @@ set_cache_control(server *srv)
 {
     int64_t ttl = srv->cfg->cache_ttl_ms;
 
-    snprintf(srv->cache_control, sizeof(srv->cache_control),
-             "max-age=%lld",
+    snprintf(srv->cache_control, sizeof(srv->cache_control), "max-age=%lld",
              ttl > 0 ? (long long)(ttl / 1000) : 31536000LL);
 }
-
 
 server *
 server_create(struct event_base *base, const config *cfg, char *err,
@@ -541,8 +524,8 @@ server_create(struct event_base *base, const config *cfg, char *err,
 
     srv->base = base;
     srv->cfg = cfg;
-    if (RAND_bytes((unsigned char *)srv->id_state, sizeof(srv->id_state))
-        != 1) {
+    if (RAND_bytes((unsigned char *)srv->id_state, sizeof(srv->id_state)) !=
+        1) {
         srv->id_state[0] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
     }
     srv->id_state[1] |= 1;
@@ -569,7 +552,6 @@ failed:
     return NULL;
 }
 
-
 static void
 on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
@@ -578,20 +560,19 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     log_line line;
-    log_begin(&line, LOG_WARN, "drain timeout: exiting with requests "
-                               "in flight");
+    log_begin(&line, LOG_WARN,
+              "drain timeout: exiting with requests "
+              "in flight");
     log_int(&line, "in_flight", srv->in_flight);
     log_end(&line);
     event_base_loopexit(srv->base, NULL);
 }
 
-
 void
 server_drain(server *srv)
 {
     struct timeval tv = {.tv_sec = srv->cfg->drain_timeout_ms / 1000,
-                         .tv_usec = (srv->cfg->drain_timeout_ms % 1000)
-                                    * 1000};
+                         .tv_usec = (srv->cfg->drain_timeout_ms % 1000) * 1000};
 
     if (srv->draining) {
         return;
@@ -609,7 +590,6 @@ server_drain(server *srv)
     evtimer_add(srv->drain_timer, &tv);
 }
 
-
 void
 server_reload(server *srv)
 {
@@ -626,7 +606,6 @@ server_reload(server *srv)
     srv->access = fresh;
     set_cache_control(srv);
 }
-
 
 void
 server_destroy(server *srv)

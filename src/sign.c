@@ -16,7 +16,6 @@
 #define SIGN_MAX_HEADERS 16
 #define SIGN_CANONICAL_MAX 8192
 
-
 void
 sign_format_date(time_t t, char *buf)
 {
@@ -26,13 +25,11 @@ sign_format_date(time_t t, char *buf)
     strftime(buf, SIGN_DATE_LEN + 1, "%Y%m%dT%H%M%SZ", &tm);
 }
 
-
 static bool
 is_unreserved(unsigned char c)
 {
     return isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
 }
-
 
 int
 sign_uri_encode(const char *src, size_t len, char *out, size_t size)
@@ -58,14 +55,12 @@ sign_uri_encode(const char *src, size_t len, char *out, size_t size)
     return (int)o;
 }
 
-
 /* A growing text in a fixed buffer; overflow is sticky and checked once. */
 typedef struct {
     char buf[SIGN_CANONICAL_MAX];
     size_t len;
     bool overflow;
 } text;
-
 
 static void
 put(text *t, const char *s, size_t n)
@@ -79,20 +74,18 @@ put(text *t, const char *s, size_t n)
     t->buf[t->len] = '\0';
 }
 
-
 static void
 put_str(text *t, const char *s)
 {
     put(t, s, strlen(s));
 }
 
-
 static void
 put_encoded(text *t, const char *s, size_t n)
 {
     char enc[1024];
-    int len = (n * 3 < sizeof(enc)) ? sign_uri_encode(s, n, enc, sizeof(enc))
-                                    : -1;
+    int len =
+        (n * 3 < sizeof(enc)) ? sign_uri_encode(s, n, enc, sizeof(enc)) : -1;
 
     if (len < 0) {
         t->overflow = true;
@@ -100,7 +93,6 @@ put_encoded(text *t, const char *s, size_t n)
     }
     put(t, enc, (size_t)len);
 }
-
 
 /* Canonical URI: each '/'-separated segment encoded, ending with '/'. */
 static void
@@ -123,14 +115,12 @@ put_canonical_uri(text *t, const char *path)
     }
 }
 
-
 typedef struct {
     const char *key;
     size_t key_len;
     const char *value;
     size_t value_len;
 } query_pair;
-
 
 static int
 compare_pairs(const void *a, const void *b)
@@ -150,7 +140,6 @@ compare_pairs(const void *a, const void *b)
     c = memcmp(x->value, y->value, n);
     return c != 0 ? c : (int)x->value_len - (int)y->value_len;
 }
-
 
 /* Canonical query: pairs sorted by key then value, each side encoded.
  * recgate itself never sends a query; this is here for completeness of
@@ -186,7 +175,6 @@ put_canonical_query(text *t, const char *query)
     }
 }
 
-
 static int
 compare_headers(const void *a, const void *b)
 {
@@ -196,7 +184,6 @@ compare_headers(const void *a, const void *b)
     return strcasecmp(x->name, y->name);
 }
 
-
 static void
 put_lower(text *t, const char *s)
 {
@@ -205,7 +192,6 @@ put_lower(text *t, const char *s)
         put(t, &c, 1);
     }
 }
-
 
 static void
 hex_encode(const unsigned char *in, size_t n, char *out)
@@ -218,7 +204,6 @@ hex_encode(const unsigned char *in, size_t n, char *out)
     }
     out[2 * n] = '\0';
 }
-
 
 static int
 sha256_hex(const void *data, size_t len, char out[65])
@@ -233,7 +218,6 @@ sha256_hex(const void *data, size_t len, char out[65])
     return 0;
 }
 
-
 static const char *
 find_header(const sign_header *headers, size_t n, const char *name)
 {
@@ -244,7 +228,6 @@ find_header(const sign_header *headers, size_t n, const char *name)
     }
     return NULL;
 }
-
 
 /* Builds the canonical headers block and the signed header list. */
 static void
@@ -262,7 +245,6 @@ put_headers(text *canon, text *names, const sign_header *sorted, size_t n)
         put_lower(names, sorted[i].name);
     }
 }
-
 
 int
 sign_request(const char *ak, const char *sk, const char *method,
@@ -283,8 +265,8 @@ sign_request(const char *ak, const char *sk, const char *method,
     int len;
 
     date = find_header(headers, n, "x-sdk-date");
-    if (n > SIGN_MAX_HEADERS || date == NULL
-        || find_header(headers, n, "host") == NULL) {
+    if (n > SIGN_MAX_HEADERS || date == NULL ||
+        find_header(headers, n, "host") == NULL) {
         return -1;
     }
     memcpy(sorted, headers, n * sizeof(headers[0]));
@@ -317,15 +299,15 @@ sign_request(const char *ak, const char *sk, const char *method,
     put_str(&to_sign, hash);
 
     if (HMAC(EVP_sha256(), sk, (int)strlen(sk),
-             (const unsigned char *)to_sign.buf, to_sign.len, mac, &mac_len)
-        == NULL) {
+             (const unsigned char *)to_sign.buf, to_sign.len, mac,
+             &mac_len) == NULL) {
         return -1;
     }
     hex_encode(mac, mac_len, sig);
     OPENSSL_cleanse(mac, sizeof(mac));
 
-    len = snprintf(out, out_size, SIGN_ALGORITHM
-                   " Access=%s, SignedHeaders=%s, Signature=%s",
+    len = snprintf(out, out_size,
+                   SIGN_ALGORITHM " Access=%s, SignedHeaders=%s, Signature=%s",
                    ak, names.buf, sig);
     return (len < 0 || (size_t)len >= out_size) ? -1 : 0;
 }

@@ -30,7 +30,6 @@ typedef struct {
     bool fatal;
 } supervisor;
 
-
 static sigset_t
 handled_signals(void)
 {
@@ -44,10 +43,8 @@ handled_signals(void)
     return set;
 }
 
-
 static void
-log_worker(log_level level, const char *msg, int index, pid_t pid,
-           int status)
+log_worker(log_level level, const char *msg, int index, pid_t pid, int status)
 {
     log_line line;
 
@@ -63,7 +60,6 @@ log_worker(log_level level, const char *msg, int index, pid_t pid,
     }
     log_end(&line);
 }
-
 
 /* Forks worker index. The child gets the signals back unblocked and
  * never returns here. */
@@ -88,7 +84,6 @@ spawn(supervisor *sv, int index)
     log_worker(LOG_INFO, "worker started", index, pid, -1);
 }
 
-
 static void
 signal_all(supervisor *sv, int sig)
 {
@@ -98,7 +93,6 @@ signal_all(supervisor *sv, int sig)
         }
     }
 }
-
 
 static int
 index_of(const supervisor *sv, pid_t pid)
@@ -111,17 +105,15 @@ index_of(const supervisor *sv, pid_t pid)
     return -1;
 }
 
-
 static long
 ms_since(const struct timespec *t)
 {
     struct timespec now;
 
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t->tv_sec) * 1000
-           + (now.tv_nsec - t->tv_nsec) / 1000000;
+    return (now.tv_sec - t->tv_sec) * 1000 +
+           (now.tv_nsec - t->tv_nsec) / 1000000;
 }
-
 
 /* Handles every child that has exited: restart, or note the stop. */
 static void
@@ -141,8 +133,7 @@ reap(supervisor *sv)
             log_worker(LOG_INFO, "worker stopped", i, pid, status);
             continue;
         }
-        if (WIFEXITED(status)
-            && WEXITSTATUS(status) == SUPERVISOR_EXIT_FATAL) {
+        if (WIFEXITED(status) && WEXITSTATUS(status) == SUPERVISOR_EXIT_FATAL) {
             log_worker(LOG_ERROR, "worker failed for good: stopping", i, pid,
                        status);
             sv->fatal = true;
@@ -160,7 +151,6 @@ reap(supervisor *sv)
     }
 }
 
-
 static bool
 any_running(const supervisor *sv)
 {
@@ -171,7 +161,6 @@ any_running(const supervisor *sv)
     }
     return false;
 }
-
 
 static void
 on_signal(supervisor *sv, int sig)
@@ -195,14 +184,12 @@ on_signal(supervisor *sv, int sig)
     }
 }
 
-
 int
 supervisor_run(int n, int (*worker)(int index, void *arg),
                void (*reload)(void *arg), void *arg)
 {
     sigset_t set = handled_signals();
-    supervisor sv = {.n = n, .worker = worker, .reload = reload,
-                     .arg = arg};
+    supervisor sv = {.n = n, .worker = worker, .reload = reload, .arg = arg};
     int sig;
 
     sv.pids = calloc((size_t)n, sizeof(pid_t));

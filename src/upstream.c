@@ -42,9 +42,9 @@ struct conn {
     upstream *owner;
     struct evhttp_connection *evcon;
     struct event *reaper;
-    bool busy;        /* a fetch is using it */
-    bool dead;        /* its link closed: never send on it again */
-    bool reused;      /* it has finished an exchange before */
+    bool busy;   /* a fetch is using it */
+    bool dead;   /* its link closed: never send on it again */
+    bool reused; /* it has finished an exchange before */
     TAILQ_ENTRY(conn) link;
 };
 
@@ -58,7 +58,7 @@ struct fetch {
     struct event *deadline;
     struct timeval started;
     enum evhttp_request_error error;
-    bool failed_early;      /* answer "unreachable" from the timer */
+    bool failed_early; /* answer "unreachable" from the timer */
     bool retried;
     char detail[160];
     TAILQ_ENTRY(fetch) link;
@@ -77,7 +77,6 @@ struct upstream {
 
 static void send_attempt(fetch *f);
 
-
 static struct timeval
 ms_to_tv(int64_t ms)
 {
@@ -86,16 +85,14 @@ ms_to_tv(int64_t ms)
     return tv;
 }
 
-
 static bool
 is_ip_literal(const char *host)
 {
     unsigned char addr[16];
 
-    return inet_pton(AF_INET, host, addr) == 1
-           || inet_pton(AF_INET6, host, addr) == 1;
+    return inet_pton(AF_INET, host, addr) == 1 ||
+           inet_pton(AF_INET6, host, addr) == 1;
 }
-
 
 static SSL_CTX *
 make_tls_context(const config *cfg, char *err, size_t err_size)
@@ -125,7 +122,6 @@ make_tls_context(const config *cfg, char *err, size_t err_size)
     return ctx;
 }
 
-
 upstream *
 upstream_create(struct event_base *base, const config *cfg, char *err,
                 size_t err_size)
@@ -154,7 +150,6 @@ upstream_create(struct event_base *base, const config *cfg, char *err,
     return u;
 }
 
-
 static void
 conn_free(conn *c)
 {
@@ -171,7 +166,6 @@ conn_free(conn *c)
     free(c);
 }
 
-
 static void
 fetch_free(fetch *f)
 {
@@ -179,7 +173,6 @@ fetch_free(fetch *f)
     event_free(f->deadline);
     free(f);
 }
-
 
 void
 upstream_destroy(upstream *u)
@@ -200,7 +193,6 @@ upstream_destroy(upstream *u)
     free(u);
 }
 
-
 static void
 on_reaper(evutil_socket_t fd, short what, void *arg)
 {
@@ -213,7 +205,6 @@ on_reaper(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-
 static void
 schedule_reap(conn *c)
 {
@@ -221,7 +212,6 @@ schedule_reap(conn *c)
 
     evtimer_add(c->reaper, &now);
 }
-
 
 /* libevent calls this when the link closes, idle or not. */
 static void
@@ -239,7 +229,6 @@ on_conn_close(struct evhttp_connection *evcon, void *arg)
     }
 }
 
-
 static conn *
 conn_new(upstream *u)
 {
@@ -254,18 +243,16 @@ conn_new(upstream *u)
         return NULL;
     }
     if (u->host_is_ip) {
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-                                      cfg->upstream_host);
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), cfg->upstream_host);
     } else {
         SSL_set_tlsext_host_name(ssl, cfg->upstream_host);
         SSL_set1_host(ssl, cfg->upstream_host);
         SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     }
 
-    bev = bufferevent_openssl_socket_new(u->base, -1, ssl,
-                                         BUFFEREVENT_SSL_CONNECTING,
-                                         BEV_OPT_CLOSE_ON_FREE
-                                             | BEV_OPT_DEFER_CALLBACKS);
+    bev = bufferevent_openssl_socket_new(
+        u->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (bev == NULL) {
         SSL_free(ssl);
         return NULL;
@@ -288,7 +275,6 @@ conn_new(upstream *u)
     return c;
 }
 
-
 /* An idle live connection, or a new one. */
 static conn *
 conn_take(upstream *u, bool fresh)
@@ -296,7 +282,8 @@ conn_take(upstream *u, bool fresh)
     conn *c;
 
     if (!fresh) {
-        TAILQ_FOREACH(c, &u->conns, link) {
+        TAILQ_FOREACH(c, &u->conns, link)
+        {
             if (!c->busy && !c->dead) {
                 u->idle--;
                 c->busy = true;
@@ -310,7 +297,6 @@ conn_take(upstream *u, bool fresh)
     }
     return c;
 }
-
 
 static void
 conn_release(conn *c)
@@ -328,17 +314,15 @@ conn_release(conn *c)
     u->idle++;
 }
 
-
 static double
 seconds_since(const struct timeval *start)
 {
     struct timeval now;
 
     gettimeofday(&now, NULL);
-    return (double)(now.tv_sec - start->tv_sec)
-           + (double)(now.tv_usec - start->tv_usec) / 1e6;
+    return (double)(now.tv_sec - start->tv_sec) +
+           (double)(now.tv_usec - start->tv_usec) / 1e6;
 }
-
 
 /* Gives the caller its result and forgets the fetch. */
 static void
@@ -355,7 +339,6 @@ deliver(fetch *f, upstream_result *res)
     fetch_free(f);
 }
 
-
 static void
 deliver_failure(fetch *f, upstream_outcome outcome)
 {
@@ -363,7 +346,6 @@ deliver_failure(fetch *f, upstream_outcome outcome)
 
     deliver(f, &res);
 }
-
 
 /* Puts the TLS layer's reason for a failure into f->detail. */
 static void
@@ -388,7 +370,6 @@ note_tls_error(fetch *f, struct evhttp_connection *evcon)
     }
 }
 
-
 static void
 on_request_error(enum evhttp_request_error error, void *arg)
 {
@@ -396,7 +377,6 @@ on_request_error(enum evhttp_request_error error, void *arg)
 
     f->error = error;
 }
-
 
 /* Reads an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") and tells how
  * far the sender's clock is from ours. The cloud rejects signatures more
@@ -418,7 +398,6 @@ clock_skew(const char *date, long long *skew_s)
     *skew_s = (long long)(timegm(&tm) - time(NULL));
     return true;
 }
-
 
 static void
 answer(fetch *f, struct evhttp_request *req)
@@ -443,7 +422,6 @@ answer(fetch *f, struct evhttp_request *req)
     deliver(f, &res);
 }
 
-
 static upstream_outcome
 outcome_of(enum evhttp_request_error error)
 {
@@ -456,7 +434,6 @@ outcome_of(enum evhttp_request_error error)
         return UPSTREAM_UNREACHABLE;
     }
 }
-
 
 static void
 on_response(struct evhttp_request *req, void *arg)
@@ -489,7 +466,6 @@ on_response(struct evhttp_request *req, void *arg)
     deliver_failure(f, outcome_of(f->error));
 }
 
-
 static void
 on_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -515,7 +491,6 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
     deliver_failure(f, UPSTREAM_TIMEOUT);
 }
 
-
 static void
 fail_soon(fetch *f, const char *why)
 {
@@ -526,7 +501,6 @@ fail_soon(fetch *f, const char *why)
     evtimer_del(f->deadline);
     evtimer_add(f->deadline, &now);
 }
-
 
 /* Adds the signed headers and the signature to an outgoing request. */
 static int
@@ -548,8 +522,8 @@ add_signed_headers(fetch *f, struct evhttp_request *req, const char *path)
         h[n++] = (sign_header){"X-Security-Token", cfg->security_token};
     }
 
-    if (sign_request(cfg->ak, cfg->sk, "GET", path, NULL, h, n, NULL, 0,
-                     auth, sizeof(auth)) != 0) {
+    if (sign_request(cfg->ak, cfg->sk, "GET", path, NULL, h, n, NULL, 0, auth,
+                     sizeof(auth)) != 0) {
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -560,7 +534,6 @@ add_signed_headers(fetch *f, struct evhttp_request *req, const char *path)
     evhttp_add_header(out, "Accept", "application/json");
     return 0;
 }
-
 
 static void
 send_attempt(fetch *f)
@@ -596,7 +569,6 @@ send_attempt(fetch *f)
         fail_soon(f, "cannot send the request");
     }
 }
-
 
 void
 upstream_fetch(upstream *u, const char *project, const char *record,

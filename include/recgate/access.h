@@ -18,8 +18,8 @@ typedef struct access_list access_list;
 
 typedef enum {
     ACCESS_OK = 0,
-    ACCESS_UNAUTHORIZED,  /* no token, or an unknown one: 401 */
-    ACCESS_FORBIDDEN,     /* the project is not allowed: 403 */
+    ACCESS_UNAUTHORIZED, /* no token, or an unknown one: 401 */
+    ACCESS_FORBIDDEN,    /* the project is not allowed: 403 */
 } access_verdict;
 
 /* Reads the tokens file, if any. Returns NULL after writing the reason

@@ -14,9 +14,9 @@
 typedef struct breaker breaker;
 
 typedef enum {
-    BREAKER_ALLOW = 0,   /* closed: go ahead */
-    BREAKER_PROBE,       /* half open: this request is the one probe */
-    BREAKER_REJECT,      /* open: fail fast */
+    BREAKER_ALLOW = 0, /* closed: go ahead */
+    BREAKER_PROBE,     /* half open: this request is the one probe */
+    BREAKER_REJECT,    /* open: fail fast */
 } breaker_verdict;
 
 breaker *breaker_create(int failures, int64_t cooldown_ms);

@@ -19,12 +19,12 @@ typedef struct cache cache;
 typedef enum {
     CACHE_HIT = 0,
     CACHE_MISS,
-    CACHE_ERROR,   /* down, timed out or refused: treat as a miss */
+    CACHE_ERROR, /* down, timed out or refused: treat as a miss */
 } cache_status;
 
 /* value is valid only during the call. */
-typedef void (*cache_get_cb)(cache_status status, const char *value,
-                             size_t len, void *arg);
+typedef void (*cache_get_cb)(cache_status status, const char *value, size_t len,
+                             void *arg);
 
 /* redis must outlive the cache. */
 cache *cache_create(redis_conn *redis, const config *cfg);

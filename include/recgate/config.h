@@ -18,26 +18,26 @@
 
 typedef struct {
     /* [server] */
-    char *listen;          /* as written: "127.0.0.1:8080", "[::1]:80" */
-    char *listen_host;     /* derived: host without brackets */
-    int listen_port;       /* derived */
-    char *workers;         /* "1".."64" or "auto" */
-    int workers_n;         /* derived: the number of worker processes */
+    char *listen;      /* as written: "127.0.0.1:8080", "[::1]:80" */
+    char *listen_host; /* derived: host without brackets */
+    int listen_port;   /* derived */
+    char *workers;     /* "1".."64" or "auto" */
+    int workers_n;     /* derived: the number of worker processes */
     int64_t drain_timeout_ms;
     int64_t request_timeout_ms; /* the longest a client waits */
 
     /* [upstream] */
     char *region;
-    char *endpoint;        /* derived from region when not set */
-    char *upstream_host;   /* derived: host name for SNI and verification */
-    int upstream_port;     /* derived */
+    char *endpoint;           /* derived from region when not set */
+    char *upstream_host;      /* derived: host name for SNI and verification */
+    int upstream_port;        /* derived */
     char *upstream_authority; /* derived: Host header, with a non-443 port */
     char *ca_file;
     int64_t upstream_timeout_ms;
     double upstream_rate;
     int upstream_burst;
     int64_t upstream_max_body;
-    int upstream_keepalive;   /* idle TLS connections kept for reuse */
+    int upstream_keepalive; /* idle TLS connections kept for reuse */
     int64_t upstream_queue_timeout_ms;
     int upstream_queue_size;
     int upstream_retries;
@@ -56,10 +56,10 @@ typedef struct {
 
     /* [redis] */
     char *redis_url;
-    char *redis_host;      /* derived */
-    int redis_port;        /* derived */
-    char *redis_password;  /* derived */
-    int redis_db;          /* derived */
+    char *redis_host;     /* derived */
+    int redis_port;       /* derived */
+    char *redis_password; /* derived */
+    int redis_db;         /* derived */
     char *key_prefix;
     int64_t redis_timeout_ms;
 

@@ -25,22 +25,22 @@ typedef struct lookup lookup;
 /* What to tell the client. Everything is valid only during the call. */
 typedef struct {
     int status;
-    const char *cache;        /* "hit" or "miss" */
-    const char *body;         /* the record, when status is 200 */
+    const char *cache; /* "hit" or "miss" */
+    const char *body;  /* the record, when status is 200 */
     size_t len;
-    bool finished;            /* the record's status is terminal */
-    const char *error_code;   /* when status is not 200 */
+    bool finished;          /* the record's status is terminal */
+    const char *error_code; /* when status is not 200 */
     const char *error_msg;
-    const char *retry_after;  /* seconds, or NULL */
+    const char *retry_after; /* seconds, or NULL */
     double upstream_ms;
-    const char *upstream_id;  /* the cloud's request id, or NULL */
+    const char *upstream_id; /* the cloud's request id, or NULL */
 } lookup_answer;
 
 typedef void (*lookup_cb)(const lookup_answer *answer, void *arg);
 
 /* Returns NULL after writing the reason into err. */
-lookup *lookup_create(struct event_base *base, const config *cfg,
-                      char *err, size_t err_size);
+lookup *lookup_create(struct event_base *base, const config *cfg, char *err,
+                      size_t err_size);
 
 /* Frees everything; requests still waiting get no callback, so call it
  * only once the loop has stopped. */

@@ -22,8 +22,7 @@ struct event_base;
 typedef struct ratelimit ratelimit;
 
 /* admitted, or refused with the time after which a retry may succeed. */
-typedef void (*ratelimit_cb)(bool admitted, int64_t retry_after_ms,
-                             void *arg);
+typedef void (*ratelimit_cb)(bool admitted, int64_t retry_after_ms, void *arg);
 
 ratelimit *ratelimit_create(struct event_base *base, const config *cfg,
                             redis_conn *redis, int workers);

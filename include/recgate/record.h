@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 /* Default terminal statuses, comma-separated, as cache.terminal_statuses. */
-#define RECORD_DEFAULT_TERMINAL \
+#define RECORD_DEFAULT_TERMINAL                                                \
     "SUCCESS,FAILED,FINISH,FINISHED,TIMEOUT,CANCELED,CANCELLED,SKIPPED"
 
 /* Longest status kept; a longer one makes the record invalid. */
@@ -22,9 +22,9 @@
 typedef struct record_rules record_rules;
 
 typedef struct {
-    char *json;      /* normalized compact JSON, NUL-terminated, malloc'd */
-    size_t len;      /* strlen(json) */
-    bool terminal;   /* status is one of the rules' terminal statuses */
+    char *json;    /* normalized compact JSON, NUL-terminated, malloc'd */
+    size_t len;    /* strlen(json) */
+    bool terminal; /* status is one of the rules' terminal statuses */
     char status[RECORD_STATUS_MAX + 1]; /* trimmed, upper-cased */
 } record_result;
 

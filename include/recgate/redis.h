@@ -41,8 +41,8 @@ bool redis_conn_up(const redis_conn *rc);
 
 /* Sends one command given as argv. cb runs exactly once, never before
  * this returns. cb may be NULL for a command whose reply is unneeded. */
-void redis_conn_command(redis_conn *rc, redis_reply_cb cb, void *arg,
-                        int argc, const char **argv, const size_t *lens);
+void redis_conn_command(redis_conn *rc, redis_reply_cb cb, void *arg, int argc,
+                        const char **argv, const size_t *lens);
 
 /* Puts the connection into subscriber mode on pattern (PSUBSCRIBE), now
  * and after every reconnect. Such a connection takes no other command. */

@@ -10,18 +10,18 @@
 struct evhttp_request;
 
 /* The gateway's own error codes. */
-#define REPLY_BAD_INPUT       "RECGATE.4000"
-#define REPLY_UNAUTHORIZED    "RECGATE.4010"
-#define REPLY_FORBIDDEN       "RECGATE.4030"
-#define REPLY_NOT_FOUND       "RECGATE.4040"
-#define REPLY_BAD_METHOD      "RECGATE.4050"
-#define REPLY_RATE_LIMITED    "RECGATE.4290"
-#define REPLY_INTERNAL        "RECGATE.5000"
+#define REPLY_BAD_INPUT "RECGATE.4000"
+#define REPLY_UNAUTHORIZED "RECGATE.4010"
+#define REPLY_FORBIDDEN "RECGATE.4030"
+#define REPLY_NOT_FOUND "RECGATE.4040"
+#define REPLY_BAD_METHOD "RECGATE.4050"
+#define REPLY_RATE_LIMITED "RECGATE.4290"
+#define REPLY_INTERNAL "RECGATE.5000"
 #define REPLY_UPSTREAM_FAILED "RECGATE.5020"
-#define REPLY_UPSTREAM_AUTH   "RECGATE.5021"
-#define REPLY_UPSTREAM_BODY   "RECGATE.5022"
-#define REPLY_UNAVAILABLE     "RECGATE.5030"
-#define REPLY_UPSTREAM_TIME   "RECGATE.5040"
+#define REPLY_UPSTREAM_AUTH "RECGATE.5021"
+#define REPLY_UPSTREAM_BODY "RECGATE.5022"
+#define REPLY_UNAVAILABLE "RECGATE.5030"
+#define REPLY_UPSTREAM_TIME "RECGATE.5040"
 
 /* A strong ETag is the quoted hex of the first 128 bits of the body's
  * SHA-256: 34 characters and a NUL. */
@@ -44,7 +44,6 @@ void reply_error(struct evhttp_request *req, int status, const char *code,
 
 /* Sets the headers every answer carries (X-Request-Id, and
  * Content-Type: application/json). */
-void reply_common_headers(struct evhttp_request *req,
-                          const char *request_id);
+void reply_common_headers(struct evhttp_request *req, const char *request_id);
 
 #endif /* RECGATE_REPLY_H */

@@ -15,7 +15,7 @@
 
 typedef enum {
     ROUTE_NOT_FOUND = 0,
-    ROUTE_BAD_INPUT,     /* the record route with bad parameters */
+    ROUTE_BAD_INPUT, /* the record route with bad parameters */
     ROUTE_RECORD,
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
@@ -24,7 +24,7 @@ typedef enum {
 
 typedef struct {
     route_kind kind;
-    const char *why;     /* static reason for ROUTE_BAD_INPUT */
+    const char *why; /* static reason for ROUTE_BAD_INPUT */
     char project_id[ROUTE_PROJECT_LEN + 1];
     char record_id[ROUTE_RECORD_MAX + 1];
 } route;

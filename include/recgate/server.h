@@ -20,8 +20,8 @@ typedef struct server server;
 
 /* Binds server.listen and wires the cache and upstream. Returns NULL after
  * writing the reason into err. cfg must outlive the server. */
-server *server_create(struct event_base *base, const config *cfg,
-                      char *err, size_t err_size);
+server *server_create(struct event_base *base, const config *cfg, char *err,
+                      size_t err_size);
 
 /* Stops accepting connections, lets requests in flight finish, then ends
  * the event loop (at the latest after server.drain_timeout). */

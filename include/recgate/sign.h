@@ -13,12 +13,12 @@
 #include <time.h>
 
 #define SIGN_ALGORITHM "SDK-HMAC-SHA256"
-#define SIGN_DATE_LEN 16           /* "YYYYMMDDTHHMMSSZ" */
+#define SIGN_DATE_LEN 16 /* "YYYYMMDDTHHMMSSZ" */
 #define SIGN_AUTH_MAX 1024
 
 typedef struct {
-    const char *name;   /* any case; signed lower-cased */
-    const char *value;  /* signed exactly as sent */
+    const char *name;  /* any case; signed lower-cased */
+    const char *value; /* signed exactly as sent */
 } sign_header;
 
 /* Writes the X-Sdk-Date value for t into buf (at least 17 bytes). */

@@ -31,12 +31,12 @@ typedef struct {
     int status;
     const char *body;
     size_t body_len;
-    const char *request_id;   /* the cloud's X-Request-Id, or NULL */
-    const char *retry_after;  /* the cloud's Retry-After, or NULL */
-    const char *date;         /* the cloud's Date, or NULL */
-    long long clock_skew_s;   /* the cloud's Date minus our clock */
-    bool has_clock_skew;      /* a Date header could be read */
-    const char *detail;       /* why it failed, for the log, or NULL */
+    const char *request_id;  /* the cloud's X-Request-Id, or NULL */
+    const char *retry_after; /* the cloud's Retry-After, or NULL */
+    const char *date;        /* the cloud's Date, or NULL */
+    long long clock_skew_s;  /* the cloud's Date minus our clock */
+    bool has_clock_skew;     /* a Date header could be read */
+    const char *detail;      /* why it failed, for the log, or NULL */
     double seconds;
 } upstream_result;
 
@@ -44,8 +44,8 @@ typedef void (*upstream_cb)(const upstream_result *res, void *arg);
 
 /* Sets up TLS from cfg (which must outlive the upstream). Returns NULL
  * after writing the reason into err. */
-upstream *upstream_create(struct event_base *base, const config *cfg,
-                          char *err, size_t err_size);
+upstream *upstream_create(struct event_base *base, const config *cfg, char *err,
+                          size_t err_size);
 
 /* Frees the pool; fetches still in flight are dropped without callback. */
 void upstream_destroy(upstream *u);
