@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -40,6 +41,14 @@ static const opt options[] = {
     {"server", "drain_timeout", OPT_DURATION, "10s", F(drain_timeout_ms), 0, 0},
     {"server", "request_timeout", OPT_DURATION, "10s", F(request_timeout_ms),
      100, 3600000},
+    {"server", "max_connections", OPT_INT, "10000", F(max_connections), 1,
+     1000000},
+    {"server", "read_timeout", OPT_DURATION, "10s", F(read_timeout_ms), 100,
+     3600000},
+    {"server", "keepalive_timeout", OPT_DURATION, "60s",
+     F(keepalive_timeout_ms), 1000, 86400000},
+    {"server", "max_header_size", OPT_SIZE, "16KiB", F(max_header_size), 1024,
+     1048576},
     {"upstream", "region", OPT_STRING, "cn-north-4", F(region), 0, 0},
     {"upstream", "endpoint", OPT_STRING, NULL, F(endpoint), 0, 0},
     {"upstream", "ca_file", OPT_STRING, NULL, F(ca_file), 0, 0},
@@ -54,6 +63,8 @@ static const opt options[] = {
      F(upstream_queue_timeout_ms), 0, 600000},
     {"upstream", "queue_size", OPT_INT, "1000", F(upstream_queue_size), 0,
      1000000},
+    {"upstream", "max_in_flight", OPT_INT, "256", F(upstream_max_in_flight), 1,
+     100000},
     {"upstream", "retries", OPT_INT, "2", F(upstream_retries), 0, 10},
     {"upstream", "retry_backoff", OPT_DURATION, "100ms",
      F(upstream_retry_backoff_ms), 1, 60000},
@@ -642,15 +653,12 @@ config_load(const char *path, FILE *err)
     return st.cfg;
 }
 
+/* Secrets are wiped before their memory goes back to the allocator. */
 static void
 free_secret(char *s)
 {
     if (s != NULL) {
-        /* Plain memset may be optimised away; a volatile walk is not. */
-        volatile char *v = s;
-        while (*v != '\0') {
-            *v++ = '\0';
-        }
+        OPENSSL_cleanse(s, strlen(s));
         free(s);
     }
 }

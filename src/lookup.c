@@ -105,6 +105,7 @@ struct lookup {
     breaker *breaker;
     record_rules *rules;
     char owner[OWNER_MAX];
+    int fetching; /* flights between admission and answer */
     size_t done_prefix_len;
     time_t credentials_logged;
     LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
@@ -502,6 +503,7 @@ on_fetched(const upstream_result *res, void *arg)
     char retry[24];
     json_t *doc = NULL;
 
+    f->lk->fetching--;
     note_breaker(f->lk, res);
     if (res->outcome == UPSTREAM_ANSWERED && res->status == 429) {
         ratelimit_pause(f->lk->ratelimit, retry_after_ms(res->retry_after));
@@ -560,6 +562,7 @@ on_admitted(bool admitted, int64_t wait_ms, void *arg)
     }
     f->attempt++;
     f->state = FLIGHT_FETCHING;
+    f->lk->fetching++;
     upstream_fetch(f->lk->upstream, f->project, f->record, on_fetched, f);
 }
 
@@ -569,6 +572,16 @@ become_fetcher(flight *f)
     lookup *lk = f->lk;
     char retry[24];
 
+    if (lk->fetching >= lk->cfg->upstream_max_in_flight) {
+        lookup_answer a = {.status = 503,
+                           .cache = "miss",
+                           .error_code = REPLY_UNAVAILABLE,
+                           .error_msg = "too many upstream fetches in "
+                                        "flight; retry later",
+                           .retry_after = "1"};
+        finish_fetch(f, &a);
+        return;
+    }
     if (breaker_allow(lk->breaker) == BREAKER_REJECT) {
         lookup_answer a = {.status = 503,
                            .cache = "miss",

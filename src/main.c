@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +228,26 @@ serve(app *a)
     return supervisor_run(n, run_worker, reload_supervisor, a);
 }
 
+/* Each connection takes a descriptor: make room for server.max_connections
+ * and the upstream and Redis links, as far as the hard limit allows. */
+static void
+raise_fd_limit(const config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->max_connections + 1024;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
+        return;
+    }
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want) {
+        log_msg(LOG_WARN,
+                "the open-file limit is below "
+                "server.max_connections",
+                NULL, NULL);
+    }
+}
+
 /* --check-config reports problems as plain text for the person running
  * it; a serving gateway reports them as JSON log lines. */
 static config *
@@ -286,6 +307,7 @@ main(int argc, char **argv)
         return 0;
     }
 
+    raise_fd_limit(cfg);
     a.cfg = cfg;
     a.config_path = opt.config_path;
     rc = serve(&a);

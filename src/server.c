@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "recgate/access.h"
+#include "recgate/guard.h"
 #include "recgate/l1.h"
 #include "recgate/log.h"
 #include "recgate/lookup.h"
@@ -46,6 +47,7 @@ struct request_ctx {
     const char *cache;       /* "hit", "miss" or "none" */
     const char *upstream_id; /* set only while the answer is built */
     double upstream_ms;
+    guard_conn *conn; /* its connection, kept tracked meanwhile */
 };
 
 struct server {
@@ -55,6 +57,7 @@ struct server {
     struct evhttp_bound_socket *listener;
     lookup *lookup;
     l1_cache *l1;
+    conn_guard *guard;
     access_list *access;
     char cache_control[48]; /* for finished records */
     uint64_t id_state[2];   /* request id generator */
@@ -188,6 +191,7 @@ request_done(request_ctx *ctx, int status)
 
     log_access(ctx, status);
     metrics_request(status, ctx->cache);
+    guard_request_done(ctx->conn);
     free(ctx);
 
     srv->in_flight--;
@@ -440,6 +444,7 @@ on_request(struct evhttp_request *req, void *arg)
     ctx->req = req;
     ctx->cache = "none";
     gettimeofday(&ctx->started, NULL);
+    ctx->conn = guard_request_started(srv->guard, req);
     pick_request_id(ctx);
 
     route_parse(evhttp_request_get_uri(req), &ctx->rt);
@@ -489,6 +494,11 @@ bind_listener(server *srv, char *err, size_t err_size)
 static void
 setup_http(server *srv)
 {
+    const config *cfg = srv->cfg;
+    struct timeval idle = {
+        .tv_sec = cfg->keepalive_timeout_ms / 1000,
+        .tv_usec = (suseconds_t)(cfg->keepalive_timeout_ms % 1000) * 1000};
+
     srv->http = evhttp_new(srv->base);
     evhttp_set_gencb(srv->http, on_request, srv);
 
@@ -499,10 +509,11 @@ setup_http(server *srv)
                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                        EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
                        EVHTTP_REQ_PATCH);
-    evhttp_set_max_headers_size(srv->http, 16 * 1024);
+    evhttp_set_max_headers_size(srv->http, (size_t)cfg->max_header_size);
     evhttp_set_max_body_size(srv->http, 64 * 1024);
-    evhttp_set_timeout(srv->http, 30);
+    evhttp_set_timeout_tv(srv->http, &idle);
     evhttp_set_default_content_type(srv->http, "application/json");
+    srv->guard = guard_create(srv->base, srv->http, cfg);
 }
 
 /* A finished record never changes: clients may keep it as long as Redis
@@ -616,6 +627,7 @@ server_destroy(server *srv)
     if (srv->http != NULL) {
         evhttp_free(srv->http);
     }
+    guard_destroy(srv->guard);
     lookup_destroy(srv->lookup);
     l1_destroy(srv->l1);
     access_destroy(srv->access);

@@ -25,6 +25,10 @@ typedef struct {
     int workers_n;     /* derived: the number of worker processes */
     int64_t drain_timeout_ms;
     int64_t request_timeout_ms; /* the longest a client waits */
+    int max_connections;
+    int64_t read_timeout_ms;      /* to receive a request once begun */
+    int64_t keepalive_timeout_ms; /* idle connection between requests */
+    int64_t max_header_size;
 
     /* [upstream] */
     char *region;
@@ -40,6 +44,7 @@ typedef struct {
     int upstream_keepalive; /* idle TLS connections kept for reuse */
     int64_t upstream_queue_timeout_ms;
     int upstream_queue_size;
+    int upstream_max_in_flight;
     int upstream_retries;
     int64_t upstream_retry_backoff_ms;
     int upstream_breaker_failures;
