@@ -240,15 +240,15 @@ release_lease(flight *f)
     }
 }
 
+/* Keeps the lease for ms more, if it is still ours. */
 static void
-renew_lease(flight *f)
+renew_lease(flight *f, int64_t ms)
 {
     char key[KEY_MAX];
     char ttl[24];
     size_t n = flight_key(f, "lease", key, sizeof(key));
 
-    snprintf(ttl, sizeof(ttl), "%lld",
-             (long long)(f->lk->cfg->upstream_timeout_ms + LEASE_MARGIN_MS));
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)ms);
     run_script(f->lk, renew_script, key, n, f->lk->owner, ttl);
 }
 
@@ -486,6 +486,9 @@ retry_later(flight *f, const upstream_result *res)
         return false;
     }
 
+    if (f->leased) {
+        renew_lease(f, delay + lk->cfg->upstream_timeout_ms + LEASE_MARGIN_MS);
+    }
     f->state = FLIGHT_BACKOFF;
     tv = clock_tv(delay);
     evtimer_add(f->timer, &tv);
@@ -557,8 +560,10 @@ on_admitted(bool admitted, int64_t wait_ms, void *arg)
         return;
     }
 
-    if (f->leased && f->attempt > 0) {
-        renew_lease(f);
+    /* The wait in the queue, or a backoff, may have eaten into the
+     * lease: renew it for the whole exchange about to start. */
+    if (f->leased) {
+        renew_lease(f, f->lk->cfg->upstream_timeout_ms + LEASE_MARGIN_MS);
     }
     f->attempt++;
     f->state = FLIGHT_FETCHING;
