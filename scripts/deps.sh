@@ -7,7 +7,7 @@ set -euo pipefail
 BUILD_PACKAGES=(build-essential cmake pkg-config libevent-dev libssl-dev
                 libjansson-dev libhiredis-dev libinih-dev)
 TEST_PACKAGES=(libcmocka-dev redis-server redis-tools python3 openssl
-               clang libclang-rt-14-dev curl)
+               clang libclang-rt-14-dev curl docker-compose)
 
 want=("${BUILD_PACKAGES[@]}")
 if [ "${1:-}" != "--build-only" ]; then
