@@ -11,6 +11,7 @@
 #include "recgate/upstream.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -27,6 +28,7 @@
 #include <sys/queue.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "recgate/log.h"
 #include "recgate/metrics.h"
@@ -94,6 +96,15 @@ is_ip_literal(const char *host)
            inet_pton(AF_INET6, host, addr) == 1;
 }
 
+/* OpenSSL's text for an error code; it has none for some codes. */
+static const char *
+tls_reason(unsigned long e)
+{
+    const char *reason = ERR_reason_error_string(e);
+
+    return reason != NULL ? reason : "unknown TLS error";
+}
+
 static SSL_CTX *
 make_tls_context(const config *cfg, char *err, size_t err_size)
 {
@@ -108,6 +119,12 @@ make_tls_context(const config *cfg, char *err, size_t err_size)
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 
     if (cfg->ca_file != NULL && cfg->ca_file[0] != '\0') {
+        if (access(cfg->ca_file, R_OK) != 0) {
+            snprintf(err, err_size, "cannot read upstream.ca_file %s: %s",
+                     cfg->ca_file, strerror(errno));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
         ok = SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL);
     } else {
         ok = SSL_CTX_set_default_verify_paths(ctx);
@@ -115,7 +132,7 @@ make_tls_context(const config *cfg, char *err, size_t err_size)
     if (ok != 1) {
         snprintf(err, err_size, "cannot load CA certificates from %s: %s",
                  cfg->ca_file ? cfg->ca_file : "the system store",
-                 ERR_reason_error_string(ERR_get_error()));
+                 tls_reason(ERR_get_error()));
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -361,7 +378,7 @@ note_tls_error(fetch *f, struct evhttp_connection *evcon)
                  X509_verify_cert_error_string(verify));
     } else if (e != 0) {
         snprintf(f->detail, sizeof(f->detail), "tls: %s",
-                 ERR_reason_error_string(e));
+                 tls_reason(e));
     } else if (f->detail[0] == '\0') {
         snprintf(f->detail, sizeof(f->detail), "connection failed");
     }
