@@ -23,16 +23,16 @@ class UpstreamStatus(harness.RecgateTestCase):
         self.gw = self.start_recgate(dict(GENEROUS_RATE, **{
             "upstream.timeout": "1s", "server.request_timeout": "3s"}))
 
-    def assert_not_cached_and_recovers(self, within_s=0):
+    def assert_not_cached_and_recovers(self, within_s=0, rid=RID):
         """Nothing was stored; with the faults gone a GET goes to the cloud
         and is served (at once, or within within_s seconds, before which
         only a 429 is acceptable)."""
-        self.assertEqual(self.redis.keys("*%s*" % RID), [])
+        self.assertEqual(self.redis.keys("*%s*" % rid), [])
         self.sim.clear_faults()
-        before = self.upstream_count(RID)
+        before = self.upstream_count(rid)
         deadline = time.monotonic() + within_s
         while True:
-            status, headers, body = self.gw.get(PATH)
+            status, headers, body = self.gw.get(harness.record_path(rid))
             if status != 429 or time.monotonic() >= deadline:
                 break
             self.assertErrorReply((status, headers, body), 429,
@@ -40,14 +40,19 @@ class UpstreamStatus(harness.RecgateTestCase):
             time.sleep(0.2)
         self.assertEqual(status, 200, body)
         self.assertEqual(headers.get("x-cache"), "MISS")
-        self.assertGreater(self.upstream_count(RID), before)
+        self.assertGreater(self.upstream_count(rid), before)
 
-    def fault_reply(self, **fault):
-        """Installs a fault for every request and makes one GET."""
-        self.sim.fault(record=RID, **fault)
-        reply = self.gw.get(PATH)
-        self.assertGreaterEqual(self.upstream_count(RID), 1)
+    def fault_reply(self, rid=RID, **fault):
+        """Installs a fault for every request for rid and makes one GET."""
+        self.sim.fault(record=rid, **fault)
+        reply = self.gw.get(harness.record_path(rid))
+        self.assertGreaterEqual(self.upstream_count(rid), 1)
         return reply
+
+    def fresh_record(self, rid):
+        """A finished record nobody has read yet (so no cache holds it)."""
+        self.sim.put_record(rid, body=dict(harness.load_fixture(RID), id=rid))
+        return rid
 
     def test_404_is_passed_through(self):
         """An unknown record is a 404 with the cloud's error_code and
@@ -90,23 +95,21 @@ class UpstreamStatus(harness.RecgateTestCase):
         credentials, not the client's, were refused."""
         for status in (401, 403):
             with self.subTest(status=status):
-                self.sim.clear_faults()
-                self.redis.flushall()
+                rid = self.fresh_record("rec-auth-%d" % status)
                 self.assertErrorReply(
-                    self.fault_reply(kind="status", status=status),
+                    self.fault_reply(rid, kind="status", status=status),
                     502, "RECGATE.5021")
-                self.assert_not_cached_and_recovers()
+                self.assert_not_cached_and_recovers(rid=rid)
 
     def test_5xx_is_502(self):
         """Upstream 500 and 503 are 502 RECGATE.5020."""
         for status in (500, 503):
             with self.subTest(status=status):
-                self.sim.clear_faults()
-                self.redis.flushall()
+                rid = self.fresh_record("rec-5xx-%d" % status)
                 self.assertErrorReply(
-                    self.fault_reply(kind="status", status=status),
+                    self.fault_reply(rid, kind="status", status=status),
                     502, "RECGATE.5020")
-                self.assert_not_cached_and_recovers()
+                self.assert_not_cached_and_recovers(rid=rid)
 
     def test_429_keeps_retry_after(self):
         """An upstream 429 with Retry-After: 7 is a 429 RECGATE.4290 with
