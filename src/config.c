@@ -4,6 +4,7 @@
 #include "recgate/config.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <errno.h>
 #include <ini.h>
 #include <openssl/crypto.h>
@@ -241,7 +242,7 @@ set_option(config *cfg, const opt *o, const char *value)
     case OPT_DOUBLE:
         errno = 0;
         d = strtod(value, &end);
-        if (errno != 0 || end == value || *end != '\0') {
+        if (errno != 0 || end == value || *end != '\0' || !isfinite(d)) {
             return "not a number";
         }
         if (out_of_bounds(o, d)) {

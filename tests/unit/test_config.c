@@ -163,6 +163,30 @@ test_bad_values_are_reported(void **state)
 
 
 static void
+test_non_finite_numbers_are_refused(void **state)
+{
+    static const char *const bad[] = {"nan", "inf", "-inf", "NAN", "1e999"};
+    char text[128];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char errors[1024] = "";
+        config *cfg;
+
+        snprintf(text, sizeof(text),
+                 "[upstream]\nrate = %s\n[credentials]\nak = A\nsk = S\n",
+                 bad[i]);
+        cfg = load(text, errors, sizeof(errors));
+        if (cfg != NULL) {
+            config_destroy(cfg);
+            fail_msg("upstream.rate = %s was accepted", bad[i]);
+        }
+        assert_non_null(strstr(errors, "upstream.rate: not a number"));
+    }
+}
+
+
+static void
 test_print_masks_secrets(void **state)
 {
     char errors[1024] = "";
@@ -215,6 +239,8 @@ main(void)
         cmocka_unit_test_setup(test_environment_overrides_the_file,
                                clear_env),
         cmocka_unit_test_setup(test_bad_values_are_reported, clear_env),
+        cmocka_unit_test_setup(test_non_finite_numbers_are_refused,
+                               clear_env),
         cmocka_unit_test_setup(test_print_masks_secrets, clear_env),
         cmocka_unit_test_setup(test_project_allowlist, clear_env),
     };
