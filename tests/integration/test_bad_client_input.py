@@ -8,7 +8,6 @@ import http.client
 import os
 import socket
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
