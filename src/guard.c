@@ -273,6 +273,23 @@ guard_request_done(guard_conn *t)
     }
 }
 
+bool
+guard_output_pending(const conn_guard *g)
+{
+    const tracked *t;
+
+    for (int i = 0; i < GUARD_BUCKETS; i++) {
+        LIST_FOREACH(t, &g->buckets[i], chain)
+        {
+            if (!freed_by_evhttp(t) &&
+                evbuffer_get_length(bufferevent_get_output(t->bev)) > 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 size_t
 guard_connections(const conn_guard *g)
 {

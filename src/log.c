@@ -117,6 +117,22 @@ report_suppressed(const msg_budget *b)
     log_end(&line);
 }
 
+void
+log_flush_suppressed(bool at_exit)
+{
+    time_t now = time(NULL);
+
+    for (int i = 0; i < LOG_BUDGETS; i++) {
+        msg_budget *b = &budgets[i];
+
+        if (b->suppressed > 0 && (at_exit || b->second != now)) {
+            msg_budget old = *b;
+            b->suppressed = 0;
+            report_suppressed(&old);
+        }
+    }
+}
+
 /* True when a line with this message is over its budget this second. */
 static bool
 over_budget(const char *msg)

@@ -219,23 +219,25 @@ flight_key(const flight *f, const char *kind, char *buf, size_t size)
 
 static void
 run_script(lookup *lk, const char *script, const char *key, size_t key_len,
-           const char *arg1, const char *arg2)
+           const char *arg1, const char *arg2, redis_reply_cb cb, void *arg)
 {
     const char *argv[6] = {"EVAL", script, "1", key, arg1, arg2};
     size_t lens[6] = {4,       strlen(script), 1,
                       key_len, strlen(arg1),   arg2 ? strlen(arg2) : 0};
 
-    redis_conn_command(lk->redis, NULL, NULL, arg2 ? 6 : 5, argv, lens);
+    redis_conn_command(lk->redis, cb, arg, arg2 ? 6 : 5, argv, lens);
 }
 
+/* Gives the lease back if it is still ours; cb (may be NULL) runs once
+ * Redis has done it, or failed to. */
 static void
-release_lease(flight *f)
+release_lease(flight *f, redis_reply_cb cb, void *arg)
 {
     char key[KEY_MAX];
     size_t n = flight_key(f, "lease", key, sizeof(key));
 
     if (f->leased) {
-        run_script(f->lk, release_script, key, n, f->lk->owner, NULL);
+        run_script(f->lk, release_script, key, n, f->lk->owner, NULL, cb, arg);
         f->leased = false;
     }
 }
@@ -249,7 +251,7 @@ renew_lease(flight *f, int64_t ms)
     size_t n = flight_key(f, "lease", key, sizeof(key));
 
     snprintf(ttl, sizeof(ttl), "%lld", (long long)ms);
-    run_script(f->lk, renew_script, key, n, f->lk->owner, ttl);
+    run_script(f->lk, renew_script, key, n, f->lk->owner, ttl, NULL, NULL);
 }
 
 /* Tells waiting processes the outcome. Nothing is stored: a running
@@ -290,16 +292,79 @@ publish(flight *f, const lookup_answer *a)
     }
 }
 
+/* An answer kept, with copies of its texts, until the lease is given
+ * back. */
+typedef struct {
+    flight *f;
+    lookup_answer a;
+    char *texts[5];
+} held_answer;
+
+static const char *
+keep(held_answer *h, int i, const char *text, size_t len)
+{
+    if (text == NULL) {
+        return NULL;
+    }
+    h->texts[i] = malloc(len + 1);
+    memcpy(h->texts[i], text, len);
+    h->texts[i][len] = '\0';
+    return h->texts[i];
+}
+
+static held_answer *
+hold_answer(flight *f, const lookup_answer *a)
+{
+    held_answer *h = calloc(1, sizeof(*h));
+
+    h->f = f;
+    h->a = *a;
+    h->a.body = keep(h, 0, a->body, a->len);
+    h->a.error_code =
+        keep(h, 1, a->error_code, a->error_code ? strlen(a->error_code) : 0);
+    h->a.error_msg =
+        keep(h, 2, a->error_msg, a->error_msg ? strlen(a->error_msg) : 0);
+    h->a.retry_after =
+        keep(h, 3, a->retry_after, a->retry_after ? strlen(a->retry_after) : 0);
+    h->a.upstream_id =
+        keep(h, 4, a->upstream_id, a->upstream_id ? strlen(a->upstream_id) : 0);
+    return h;
+}
+
+static void
+on_lease_released(redisReply *reply, void *arg)
+{
+    held_answer *h = arg;
+
+    (void)reply;
+    if (!flight_done(h->f)) {
+        answer_all(h->f, &h->a, false);
+    }
+    flight_release(h->f);
+    for (int i = 0; i < 5; i++) {
+        free(h->texts[i]);
+    }
+    free(h);
+}
+
 /* The end of this process's own fetch: tell the others, give the lease
- * back, and answer the waiters if they are still there. */
+ * back, and answer the waiters. They are answered only once Redis has
+ * the lease back: a client that asks again at once, through another
+ * process, must find the lease free and read afresh, not be handed this
+ * very result as if it were newer. */
 static void
 finish_fetch(flight *f, const lookup_answer *a)
 {
     publish(f, a);
-    release_lease(f);
-    if (!flight_done(f)) {
-        answer_all(f, a, false);
+    if (!f->leased || flight_done(f)) {
+        release_lease(f, NULL, NULL);
+        if (!flight_done(f)) {
+            answer_all(f, a, false);
+        }
+        return;
     }
+    flight_hold(f);
+    release_lease(f, on_lease_released, hold_answer(f, a));
 }
 
 /* --- the cloud's answer ------------------------------------------------ */
@@ -542,7 +607,7 @@ on_admitted(bool admitted, int64_t wait_ms, void *arg)
     char retry[24];
 
     if (flight_done(f)) {
-        release_lease(f);
+        release_lease(f, NULL, NULL);
         flight_release(f);
         return;
     }
@@ -616,7 +681,7 @@ on_lease(redisReply *reply, void *arg)
     if (flight_done(f)) {
         if (reply != NULL && reply->type == REDIS_REPLY_STATUS) {
             f->leased = true;
-            release_lease(f);
+            release_lease(f, NULL, NULL);
         }
         flight_release(f);
         return;

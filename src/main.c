@@ -141,12 +141,23 @@ on_reload_signal(evutil_socket_t sig, short what, void *arg)
     server_reload(a->srv);
 }
 
+static void
+on_second(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_flush_suppressed(false);
+}
+
 static int
 run(app *a)
 {
     struct event_base *base = event_base_new();
     struct event *signals[3];
     static const int numbers[3] = {SIGTERM, SIGINT, SIGHUP};
+    struct timeval one_second = {1, 0};
+    struct event *ticker;
     char err[512];
 
     a->srv = server_create(base, a->cfg, err, sizeof(err));
@@ -162,10 +173,14 @@ run(app *a)
             numbers[i] == SIGHUP ? on_reload_signal : on_stop_signal, a);
         evsignal_add(signals[i], NULL);
     }
+    ticker = event_new(base, -1, EV_PERSIST, on_second, NULL);
+    event_add(ticker, &one_second);
     log_msg(LOG_INFO, "listening", "listen", a->cfg->listen);
 
     event_base_dispatch(base);
 
+    event_free(ticker);
+    log_flush_suppressed(true);
     server_destroy(a->srv);
     for (int i = 0; i < 3; i++) {
         event_free(signals[i]);

@@ -36,7 +36,7 @@ typedef struct {
     double upstream_sum;
     int64_t l1_bytes;
     long long clock_skew_s;
-    time_t clock_skew_at; /* when it was seen; 0: never */
+    int64_t clock_skew_at; /* when it was seen, in microseconds; 0: never */
 } slot;
 
 static slot private_slot;
@@ -159,14 +159,19 @@ sum_slots(slot *total)
 void
 metrics_set_clock_skew(long long seconds)
 {
+    struct timespec now;
+
+    clock_gettime(CLOCK_REALTIME, &now);
     mine->clock_skew_s = seconds;
-    mine->clock_skew_at = time(NULL);
+    mine->clock_skew_at = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 }
 
+/* The skew of the most recent answer, whichever worker saw it: workers
+ * share one clock, so the latest timestamp wins. */
 bool
 metrics_clock_skew(long long *seconds)
 {
-    time_t latest = 0;
+    int64_t latest = 0;
 
     for (int s = 0; s < n_slots; s++) {
         if (slots[s].clock_skew_at > latest) {

@@ -62,6 +62,7 @@ struct server {
     char cache_control[48]; /* for finished records */
     uint64_t id_state[2];   /* request id generator */
     struct event *drain_timer;
+    struct event *drain_flush;
     bool draining;
     long in_flight;
 };
@@ -183,6 +184,32 @@ log_access(request_ctx *ctx, int status)
     log_end(&line);
 }
 
+static void
+on_drain_flush(evutil_socket_t fd, short what, void *arg)
+{
+    server *srv = arg;
+
+    (void)fd;
+    (void)what;
+    if (!guard_output_pending(srv->guard)) {
+        event_base_loopexit(srv->base, NULL);
+    }
+}
+
+/* The last answer is queued, not yet written: the loop ends once every
+ * connection's output has gone to the kernel (or the drain times out). */
+static void
+finish_drain(server *srv)
+{
+    struct timeval every = {0, 10000};
+
+    if (srv->drain_flush == NULL) {
+        srv->drain_flush =
+            event_new(srv->base, -1, EV_PERSIST, on_drain_flush, srv);
+        event_add(srv->drain_flush, &every);
+    }
+}
+
 /* Every answer ends here: log, count, free, and finish a drain. */
 static void
 request_done(request_ctx *ctx, int status)
@@ -196,7 +223,7 @@ request_done(request_ctx *ctx, int status)
 
     srv->in_flight--;
     if (srv->draining && srv->in_flight == 0) {
-        event_base_loopexit(srv->base, NULL);
+        finish_drain(srv);
     }
 }
 
@@ -593,12 +620,11 @@ server_drain(server *srv)
         evhttp_del_accept_socket(srv->http, srv->listener);
         srv->listener = NULL;
     }
-    if (srv->in_flight == 0) {
-        event_base_loopexit(srv->base, NULL);
-        return;
-    }
     srv->drain_timer = evtimer_new(srv->base, on_drain_timeout, srv);
     evtimer_add(srv->drain_timer, &tv);
+    if (srv->in_flight == 0) {
+        finish_drain(srv);
+    }
 }
 
 void
@@ -633,6 +659,9 @@ server_destroy(server *srv)
     access_destroy(srv->access);
     if (srv->drain_timer != NULL) {
         event_free(srv->drain_timer);
+    }
+    if (srv->drain_flush != NULL) {
+        event_free(srv->drain_flush);
     }
     free(srv);
 }

@@ -377,8 +377,7 @@ note_tls_error(fetch *f, struct evhttp_connection *evcon)
         snprintf(f->detail, sizeof(f->detail), "certificate: %s",
                  X509_verify_cert_error_string(verify));
     } else if (e != 0) {
-        snprintf(f->detail, sizeof(f->detail), "tls: %s",
-                 tls_reason(e));
+        snprintf(f->detail, sizeof(f->detail), "tls: %s", tls_reason(e));
     } else if (f->detail[0] == '\0') {
         snprintf(f->detail, sizeof(f->detail), "connection failed");
     }

@@ -11,6 +11,7 @@
 #ifndef RECGATE_GUARD_H
 #define RECGATE_GUARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "recgate/config.h"
@@ -35,6 +36,10 @@ void guard_destroy(conn_guard *g);
  * (which may be NULL). */
 guard_conn *guard_request_started(conn_guard *g, struct evhttp_request *req);
 void guard_request_done(guard_conn *c);
+
+/* True while some connection still has answer bytes not yet handed to
+ * the kernel. */
+bool guard_output_pending(const conn_guard *g);
 
 /* Connections open now. */
 size_t guard_connections(const conn_guard *g);

@@ -47,6 +47,11 @@ void log_end(log_line *line);
 void log_msg(log_level level, const char *msg, const char *key,
              const char *value);
 
+/* Writes the summary of lines suppressed in seconds now past (and in the
+ * current one too at exit). Called every second and at exit, so that the
+ * end of a flood is reported too. */
+void log_flush_suppressed(bool at_exit);
+
 /* True at most once per interval_s for the given clock slot, for errors
  * that would otherwise repeat on every request. */
 bool log_once_per(time_t *last, int interval_s);
