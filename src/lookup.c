@@ -5,8 +5,9 @@
  *
  *   CACHE -> (hit) done
  *         -> LEASE -> (won, or Redis away) QUEUED -> FETCHING -> done
+ *                  -> (found) done
  *                  -> (lost) REMOTE -> (message) done
- *                                   -> (poll) CACHE ...
+ *                                   -> (poll) LEASE ...
  *   FETCHING -> (transient failure, time left) BACKOFF -> QUEUED ...
  *
  * Asynchronous calls made for a flight hold a reference on it, so a
@@ -52,6 +53,14 @@ static const char release_script[] =
     "end\n"
     "return 0\n";
 
+static const char lease_script[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v then return {1, v} end\n"
+    "if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+    "  return {2}\n"
+    "end\n"
+    "return {3}\n";
+
 static const char renew_script[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
     "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
@@ -84,10 +93,11 @@ struct flight {
     unsigned bucket;
     flight_state state;
     int refs;
-    bool leased;         /* this process holds the Redis lease */
-    int attempt;         /* upstream tries made so far */
-    int64_t deadline_ms; /* monotonic */
-    struct event *timer; /* remote poll, or retry backoff */
+    bool leased;          /* this process holds the Redis lease */
+    bool saw_lease_taken; /* another process was fetching for it */
+    int attempt;          /* upstream tries made so far */
+    int64_t deadline_ms;  /* monotonic */
+    struct event *timer;  /* remote poll, or retry backoff */
     struct event *deadline;
     TAILQ_HEAD(, waiter) waiters;
     int n_waiters;
@@ -673,57 +683,86 @@ become_fetcher(flight *f)
 /* --- cache, lease, waiting for another process ------------------------ */
 
 static void
+answer_hit(flight *f, const char *value, size_t len)
+{
+    lookup_answer a = {.status = 200,
+                       .cache = "hit",
+                       .body = value,
+                       .len = len,
+                       .finished = true};
+
+    answer_all(f, &a, false);
+}
+
+static void
+wait_remote(flight *f)
+{
+    struct timeval tv = clock_tv(REMOTE_POLL_MS + rand() % 50);
+
+    f->state = FLIGHT_REMOTE;
+    f->saw_lease_taken = true;
+    evtimer_add(f->timer, &tv);
+}
+
+/* The lease script's answer: {1, record}, {2} (ours), or {3} (taken). */
+static void
 on_lease(redisReply *reply, void *arg)
 {
     flight *f = arg;
-    struct timeval tv;
+    bool valid = reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+                 reply->elements >= 1 &&
+                 reply->element[0]->type == REDIS_REPLY_INTEGER;
+    long long verdict = valid ? reply->element[0]->integer : 0;
 
     if (flight_done(f)) {
-        if (reply != NULL && reply->type == REDIS_REPLY_STATUS) {
+        if (verdict == 2) {
             f->leased = true;
             release_lease(f, NULL, NULL);
         }
-        flight_release(f);
-        return;
-    }
-
-    if (reply != NULL && reply->type == REDIS_REPLY_NIL) {
+    } else if (verdict == 1 && reply->elements == 2 &&
+               reply->element[1]->type == REDIS_REPLY_STRING) {
+        answer_hit(f, reply->element[1]->str, reply->element[1]->len);
+    } else if (verdict == 3) {
         /* Another process is fetching: wait for its message, and look
          * again now and then in case it died or the message was lost. */
-        f->state = FLIGHT_REMOTE;
-        tv = clock_tv(REMOTE_POLL_MS + rand() % 50);
-        evtimer_add(f->timer, &tv);
+        wait_remote(f);
     } else {
         /* Won the lease, or Redis failed: fetch here. Without Redis the
          * processes cannot agree, and answering beats waiting. */
-        f->leased = reply != NULL && reply->type == REDIS_REPLY_STATUS;
+        f->leased = verdict == 2;
         become_fetcher(f);
     }
     flight_release(f);
 }
 
+/* Looks for the record and takes the lease in one atomic step, so that a
+ * record stored by another process just after this one missed it is
+ * found, not fetched a second time. */
 static void
 try_lease(flight *f)
 {
     lookup *lk = f->lk;
-    char key[KEY_MAX];
+    char rec_key[KEY_MAX];
+    char lease_key[KEY_MAX];
     char ttl[24];
-    size_t n = flight_key(f, "lease", key, sizeof(key));
-    const char *argv[6] = {"SET", key, lk->owner, "NX", "PX", ttl};
-    size_t lens[6] = {3, n, strlen(lk->owner), 2, 2, 0};
+    size_t rec_len = flight_key(f, "rec", rec_key, sizeof(rec_key));
+    size_t lease_len = flight_key(f, "lease", lease_key, sizeof(lease_key));
+    const char *argv[7] = {"EVAL",    lease_script, "2", rec_key,
+                           lease_key, lk->owner,    ttl};
+    size_t lens[7] = {4,         strlen(lease_script), 1, rec_len,
+                      lease_len, strlen(lk->owner),    0};
 
     if (!redis_conn_up(lk->redis)) {
         become_fetcher(f);
         return;
     }
-    lens[5] = (size_t)snprintf(
+    lens[6] = (size_t)snprintf(
         ttl, sizeof(ttl), "%lld",
         (long long)(lk->cfg->upstream_timeout_ms + LEASE_MARGIN_MS));
     f->state = FLIGHT_LEASE;
     flight_hold(f);
-    redis_conn_command(lk->redis, on_lease, f, 6, argv, lens);
+    redis_conn_command(lk->redis, on_lease, f, 7, argv, lens);
 }
-
 static void
 on_cache(cache_status status, const char *value, size_t len, void *arg)
 {
@@ -734,12 +773,7 @@ on_cache(cache_status status, const char *value, size_t len, void *arg)
         return;
     }
     if (status == CACHE_HIT) {
-        lookup_answer a = {.status = 200,
-                           .cache = "hit",
-                           .body = value,
-                           .len = len,
-                           .finished = true};
-        answer_all(f, &a, false);
+        answer_hit(f, value, len);
     } else {
         try_lease(f);
     }
@@ -762,7 +796,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (f->state == FLIGHT_REMOTE) {
-        start_cache(f);
+        try_lease(f);
     } else if (f->state == FLIGHT_BACKOFF) {
         become_fetcher(f);
     }
@@ -797,9 +831,11 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
     project[ROUTE_PROJECT_LEN] = '\0';
     /* Only a flight that found the lease taken waits for a message: any
      * other was started after that fetch began, and must not be handed
-     * an older reading of a running record. */
+     * an older reading of a running record. One that is looking again
+     * (its poll) still takes it. */
     f = flight_find(lk, project, colon + 1);
-    if (f == NULL || f->state != FLIGHT_REMOTE) {
+    if (f == NULL || !f->saw_lease_taken ||
+        (f->state != FLIGHT_REMOTE && f->state != FLIGHT_LEASE)) {
         return;
     }
 
