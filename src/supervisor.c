@@ -50,7 +50,7 @@ log_worker(log_level level, const char *msg, int index, pid_t pid, int status)
 
     log_begin(&line, level, msg);
     log_int(&line, "worker", index);
-    log_int(&line, "pid", pid);
+    log_int(&line, "worker_pid", pid);
     if (status >= 0) {
         if (WIFSIGNALED(status)) {
             log_int(&line, "signal", WTERMSIG(status));
