@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #define TOKEN_MAX 256
 
@@ -76,12 +77,19 @@ static int
 load_tokens(access_list *acl, const char *path, char *err, size_t err_size)
 {
     char line[1024];
+    struct stat sb;
     int lineno = 0;
     FILE *f = fopen(path, "r");
 
     if (f == NULL) {
         snprintf(err, err_size, "%s: cannot open tokens file: %s", path,
                  strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(err, err_size, "%s: the tokens file is not a regular file",
+                 path);
+        fclose(f);
         return -1;
     }
     while (fgets(line, sizeof(line), f) != NULL) {
@@ -92,6 +100,12 @@ load_tokens(access_list *acl, const char *path, char *err, size_t err_size)
             fclose(f);
             return -1;
         }
+    }
+    if (ferror(f)) {
+        snprintf(err, err_size, "%s: cannot read the tokens file: %s", path,
+                 strerror(errno));
+        fclose(f);
+        return -1;
     }
     fclose(f);
     return 0;
