@@ -6,21 +6,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "recgate/log.h"
 #include "recgate/metrics.h"
 
 #define KEY_MAX 256
 
+typedef struct get_op get_op;
+
+struct get_op {
+    cache_get_cb cb;
+    void *arg;
+    LIST_ENTRY(get_op) link;
+};
+
 struct cache {
     redis_conn *redis;
     const config *cfg;
+    LIST_HEAD(, get_op) pending; /* freed here if Redis never answers */
 };
-
-typedef struct {
-    cache_get_cb cb;
-    void *arg;
-} get_op;
 
 cache *
 cache_create(redis_conn *redis, const config *cfg)
@@ -30,6 +35,7 @@ cache_create(redis_conn *redis, const config *cfg)
     if (c != NULL) {
         c->redis = redis;
         c->cfg = cfg;
+        LIST_INIT(&c->pending);
     }
     return c;
 }
@@ -37,6 +43,15 @@ cache_create(redis_conn *redis, const config *cfg)
 void
 cache_destroy(cache *c)
 {
+    get_op *op;
+
+    if (c == NULL) {
+        return;
+    }
+    while ((op = LIST_FIRST(&c->pending)) != NULL) {
+        LIST_REMOVE(op, link);
+        free(op);
+    }
     free(c);
 }
 
@@ -68,6 +83,7 @@ on_get_reply(redisReply *reply, void *arg)
     } else {
         op->cb(CACHE_MISS, NULL, 0, op->arg);
     }
+    LIST_REMOVE(op, link);
     free(op);
 }
 
@@ -83,6 +99,7 @@ cache_get(cache *c, const char *project, const char *record, cache_get_cb cb,
 
     op->cb = cb;
     op->arg = arg;
+    LIST_INSERT_HEAD(&c->pending, op, link);
     redis_conn_command(c->redis, on_get_reply, op, 2, argv, lens);
 }
 

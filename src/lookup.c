@@ -79,6 +79,7 @@ typedef enum {
 
 typedef struct waiter waiter;
 typedef struct flight flight;
+typedef struct held_answer held_answer;
 
 struct waiter {
     lookup_cb cb;
@@ -101,7 +102,8 @@ struct flight {
     struct event *deadline;
     TAILQ_HEAD(, waiter) waiters;
     int n_waiters;
-    LIST_ENTRY(flight) link;
+    LIST_ENTRY(flight) link;     /* in the table, until answered */
+    LIST_ENTRY(flight) all_link; /* every flight alive, until freed */
 };
 
 struct lookup {
@@ -119,6 +121,8 @@ struct lookup {
     size_t done_prefix_len;
     time_t credentials_logged;
     LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
+    LIST_HEAD(, flight) all_flights;
+    LIST_HEAD(, held_answer) held;
 };
 
 static void start_cache(flight *f);
@@ -162,14 +166,26 @@ flight_hold(flight *f)
 }
 
 static void
-flight_release(flight *f)
+flight_free(flight *f)
 {
-    if (--f->refs > 0) {
-        return;
+    waiter *w;
+
+    while ((w = TAILQ_FIRST(&f->waiters)) != NULL) {
+        TAILQ_REMOVE(&f->waiters, w, link);
+        free(w);
     }
+    LIST_REMOVE(f, all_link);
     event_free(f->timer);
     event_free(f->deadline);
     free(f);
+}
+
+static void
+flight_release(flight *f)
+{
+    if (--f->refs == 0) {
+        flight_free(f);
+    }
 }
 
 static bool
@@ -304,11 +320,12 @@ publish(flight *f, const lookup_answer *a)
 
 /* An answer kept, with copies of its texts, until the lease is given
  * back. */
-typedef struct {
+struct held_answer {
     flight *f;
     lookup_answer a;
     char *texts[5];
-} held_answer;
+    LIST_ENTRY(held_answer) link;
+};
 
 static const char *
 keep(held_answer *h, int i, const char *text, size_t len)
@@ -327,6 +344,7 @@ hold_answer(flight *f, const lookup_answer *a)
 {
     held_answer *h = calloc(1, sizeof(*h));
 
+    LIST_INSERT_HEAD(&f->lk->held, h, link);
     h->f = f;
     h->a = *a;
     h->a.body = keep(h, 0, a->body, a->len);
@@ -342,19 +360,27 @@ hold_answer(flight *f, const lookup_answer *a)
 }
 
 static void
-on_lease_released(redisReply *reply, void *arg)
+held_answer_free(held_answer *h)
 {
-    held_answer *h = arg;
-
-    (void)reply;
-    if (!flight_done(h->f)) {
-        answer_all(h->f, &h->a, false);
-    }
-    flight_release(h->f);
+    LIST_REMOVE(h, link);
     for (int i = 0; i < 5; i++) {
         free(h->texts[i]);
     }
     free(h);
+}
+
+static void
+on_lease_released(redisReply *reply, void *arg)
+{
+    held_answer *h = arg;
+    flight *f = h->f;
+
+    (void)reply;
+    if (!flight_done(f)) {
+        answer_all(f, &h->a, false);
+    }
+    held_answer_free(h);
+    flight_release(f);
 }
 
 /* The end of this process's own fetch: tell the others, give the lease
@@ -898,6 +924,7 @@ lookup_record(lookup *lk, const char *project, const char *record, lookup_cb cb,
     TAILQ_INSERT_TAIL(&f->waiters, w, link);
     f->n_waiters = 1;
     LIST_INSERT_HEAD(&lk->flights[f->bucket], f, link);
+    LIST_INSERT_HEAD(&lk->all_flights, f, all_link);
 
     evtimer_add(f->deadline, &tv);
     start_cache(f);
@@ -929,6 +956,8 @@ lookup_create(struct event_base *base, const config *cfg, char *err,
     for (int i = 0; i < FLIGHT_BUCKETS; i++) {
         LIST_INIT(&lk->flights[i]);
     }
+    LIST_INIT(&lk->all_flights);
+    LIST_INIT(&lk->held);
     make_owner_id(lk);
 
     lk->rules = record_rules_create(cfg->terminal_statuses, &why);
@@ -962,11 +991,19 @@ lookup_destroy(lookup *lk)
     if (lk == NULL) {
         return;
     }
+    /* These drop their pending work without calling back, so whatever
+     * that work referred to is freed here, whatever its references. */
     ratelimit_destroy(lk->ratelimit);
     upstream_destroy(lk->upstream);
     redis_conn_destroy(lk->events);
     redis_conn_destroy(lk->redis);
     cache_destroy(lk->cache);
+    while (!LIST_EMPTY(&lk->held)) {
+        held_answer_free(LIST_FIRST(&lk->held));
+    }
+    while (!LIST_EMPTY(&lk->all_flights)) {
+        flight_free(LIST_FIRST(&lk->all_flights));
+    }
     breaker_destroy(lk->breaker);
     record_rules_destroy(lk->rules);
     free(lk);
