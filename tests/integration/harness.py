@@ -78,6 +78,58 @@ def load_fixture(record_id, fixtures=DEFAULT_FIXTURES):
 _children = set()
 
 
+# --- log archive ------------------------------------------------------------
+#
+# With RECGATE_LOG_ARCHIVE set to a directory, every gateway's stderr log is
+# copied there when the gateway is stopped or killed (one file per process),
+# and the secrets it was given (AK, SK, security token, client tokens, Redis
+# password) are appended to secrets.jsonl there, so that a final test can
+# check that no log of the whole run holds any of them.
+
+LOG_ARCHIVE_ENV = "RECGATE_LOG_ARCHIVE"
+SECRETS_FILE = "secrets.jsonl"
+_noted_secrets = []
+_archivable = []
+
+
+def log_archive_dir():
+    """The archive directory, or None when archiving is off."""
+    return os.environ.get(LOG_ARCHIVE_ENV) or None
+
+
+def note_secret(kind, value):
+    """Records a secret a test handed to a gateway in some way the harness
+    cannot see (a token written to a file later, say), for the log scan."""
+    if value:
+        _noted_secrets.append((kind, str(value)))
+
+
+def _append_secrets(archive, log_name, pairs):
+    seen = set()
+    doc = {"log": log_name, "test": os.path.basename(sys.argv[0] or "?"),
+           "secrets": []}
+    for kind, value in pairs:
+        if value and (kind, value) not in seen:
+            seen.add((kind, value))
+            doc["secrets"].append({"kind": kind, "value": value})
+    line = json.dumps(doc, ensure_ascii=False) + "\n"
+    # One write of a whole line: appends from parallel tests never mix.
+    fd = os.open(os.path.join(archive, SECRETS_FILE),
+                 os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+@atexit.register
+def _archive_leftovers():
+    # Registered before _kill_leftovers, so it runs after it.
+    for gw in list(_archivable):
+        gw.archive_log()
+
+
+
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):
@@ -581,6 +633,7 @@ class Recgate:
 
     def __init__(self, workdir, config, env=None, binary=None, wait=True):
         Recgate._serial += 1
+        self._serial_no = Recgate._serial
         self.dir = os.path.join(workdir, "recgate-%d" % Recgate._serial)
         os.makedirs(self.dir, exist_ok=True)
         self.binary = binary or os.environ.get("RECGATE_BIN")
@@ -595,6 +648,9 @@ class Recgate:
         self.proc = None
         self.returncode = None
         self._log_checked = False
+        self._archive_pid = None      # the process whose log is not copied
+        self._archive_offset = 0      # yet, and where its part begins
+        self._archive_secrets = []
         self.start(wait)
 
     @property
@@ -615,12 +671,93 @@ class Recgate:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.update({k: str(v) for k, v in self.env.items()})
+        if log_archive_dir() and self._archive_pid is not None:
+            self.archive_log()
+        try:
+            self._archive_offset = os.path.getsize(self.log_path)
+        except OSError:
+            self._archive_offset = 0
+        self._archive_secrets = self._secrets(env)
         self.proc = spawn([self.binary, "-c", self.conf_path], self.log_path,
                           env=env, stdout_path=self.stdout_path)
+        self._archive_pid = self.proc.pid
+        if self not in _archivable:
+            _archivable.append(self)
         self.returncode = None
         self._log_checked = False
         if wait:
             self.wait_healthy()
+
+    def _tokens(self):
+        path = self.config.get("access.tokens_file")
+        out = []
+        if not path:
+            return out
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    fields = line.split("#", 1)[0].split()
+                    if fields:
+                        out.append(("client_token", fields[0]))
+        except OSError:
+            pass
+        return out
+
+    def _secrets(self, env):
+        """The secrets this process is given: config, environment,
+        secret files, the Redis password and the client tokens."""
+        out = []
+        for kind in ("ak", "sk", "security_token"):
+            value = self.config.get("credentials." + kind)
+            if value is not None:
+                out.append((kind, str(value)))
+            for var in ("HUAWEICLOUD_SDK_" + kind.upper(),
+                        "RECGATE_CREDENTIALS_" + kind.upper()):
+                if env.get(var):
+                    out.append((kind, env[var]))
+            path = self.config.get("credentials.%s_file" % kind) or \
+                env.get("RECGATE_CREDENTIALS_%s_FILE" % kind.upper())
+            if path:
+                try:
+                    with open(path, encoding="utf-8",
+                              errors="replace") as f:
+                        first = f.readline().rstrip("\r\n")
+                    if first:
+                        out.append((kind, first))
+                except OSError:
+                    pass
+        url = str(self.config.get("redis.url") or
+                  env.get("RECGATE_REDIS_URL") or "")
+        if url.startswith("redis://") and "@" in url:
+            password = url[len("redis://"):].rsplit("@", 1)[0]
+            password = password[1:] if password.startswith(":") else password
+            if password:
+                out.append(("redis_password", password))
+        return out + self._tokens()
+
+    def archive_log(self):
+        """Copies this process's part of the stderr log into the archive
+        (RECGATE_LOG_ARCHIVE) with the secrets it was given; once per
+        process, later calls do nothing."""
+        archive = log_archive_dir()
+        pid = self._archive_pid
+        if not archive or pid is None:
+            return
+        self._archive_pid = None
+        os.makedirs(archive, exist_ok=True)
+        test = os.path.splitext(os.path.basename(sys.argv[0] or "x"))[0]
+        name = "%s-%d-%d-%d.log" % (test or "x", os.getpid(), self._serial_no,
+                                    pid)
+        try:
+            with open(self.log_path, "rb") as src:
+                src.seek(self._archive_offset)
+                data = src.read()
+        except OSError:
+            data = b""
+        with open(os.path.join(archive, name), "wb") as dst:
+            dst.write(data)
+        _append_secrets(archive, name, self._archive_secrets +
+                        self._tokens() + _noted_secrets)
 
     def wait_healthy(self, timeout=START_TIMEOUT_S):
         def healthy():
@@ -707,6 +844,7 @@ class Recgate:
             return None
         _children.discard(self.proc)
         self.proc = None
+        self.archive_log()
         return self.returncode
 
     def kill(self):
@@ -717,6 +855,7 @@ class Recgate:
             self.returncode = self.proc.wait()
             _children.discard(self.proc)
             self.proc = None
+        self.archive_log()
 
     def stop(self):
         """SIGTERM and wait; raises AssertionError when it had to be
@@ -732,6 +871,7 @@ class Recgate:
                                 % STOP_TIMEOUT_S)
             elif code != 0:
                 problems.append("exited with %d" % code)
+        self.archive_log()
         if not self._log_checked:
             self._log_checked = True
             text = self.log_text()
