@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds recgate normally and
 # with AddressSanitizer + UndefinedBehaviorSanitizer, and runs every test
-# (ctest) on both builds.
+# (ctest) on both builds; then builds the libFuzzer targets with clang and
+# fuzzes each one briefly on its seed corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +23,10 @@ scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DRECGATE_SANITIZE=ON
     && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
        ctest --output-on-failure --timeout 600) || status=1
+
+echo "== libFuzzer build (clang)"
+scripts/build.sh build-fuzz -DCMAKE_C_COMPILER=clang -DRECGATE_FUZZ=ON \
+    -DCMAKE_BUILD_TYPE=Debug
+(cd build-fuzz && ctest -L fuzz --output-on-failure) || status=1
 
 exit $status
