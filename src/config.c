@@ -95,6 +95,8 @@ static const opt options[] = {
     {"access", "projects", OPT_STRING, "*", F(projects), 0, 0},
     {"access", "tokens_file", OPT_STRING, NULL, F(tokens_file), 0, 0},
     {"log", "level", OPT_LOG_LEVEL, "info", F(log_level), 0, 0},
+    {"log", "buffer", OPT_SIZE, "4KiB", F(log_buffer), 0, 4096},
+    {"log", "flush_interval", OPT_DURATION, "100ms", F(log_flush_ms), 1, 60000},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

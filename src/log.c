@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <limits.h>
 #include <unistd.h>
 
 /* Warnings and errors of one kind (one message text) are written at most
@@ -14,6 +15,10 @@
  * line, so a failing neighbour cannot fill the disk. */
 #define LOG_BURST_PER_S 10
 #define LOG_BUDGETS 64
+
+/* The longest string value written; a line's few fields then always fit
+ * in LOG_LINE_MAX. */
+#define LOG_VALUE_MAX 1024
 
 typedef struct {
     const char *msg; /* a static string: compared by address */
@@ -23,6 +28,12 @@ typedef struct {
 } msg_budget;
 
 static log_level current_level = LOG_INFO;
+
+/* Buffered lines: a write(2) per access log line costs more than the
+ * rest of a cache hit. */
+static char pending[PIPE_BUF];
+static size_t pending_len;
+static size_t buffer_size;
 static msg_budget budgets[LOG_BUDGETS];
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -76,25 +87,77 @@ append(log_line *line, const char *s, size_t n)
     line->len += n;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (1 to 4), or 0 when the
+ * bytes there are not one. */
+static size_t
+utf8_sequence(const unsigned char *s)
+{
+    size_t n;
+    unsigned cp;
+
+    if (s[0] < 0x80) {
+        return 1;
+    } else if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        n = 2;
+        cp = s[0] & 0x1f;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        n = 3;
+        cp = s[0] & 0x0f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        n = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
+        return 0;
+    }
+    return n;
+}
+
+/* Writes s as the inside of a JSON string, at most LOG_VALUE_MAX bytes of
+ * it (then "..."), never cutting an escape or a character in two. Bytes
+ * that are not UTF-8 are written as \u00XX, so the line stays JSON
+ * whatever a client sent. */
 static void
 append_escaped(log_line *line, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    char esc[6] = {'\\', 'u', '0', '0', 0, 0};
+    const unsigned char *p = (const unsigned char *)s;
+    size_t budget = LOG_VALUE_MAX;
 
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
+    while (*p != '\0') {
+        char out[6] = {'\\', 'u', '0', '0', 0, 0};
+        size_t n = utf8_sequence(p);
+        size_t len;
 
-        if (c == '"' || c == '\\') {
-            char pair[2] = {'\\', (char)c};
-            append(line, pair, 2);
-        } else if (c < 0x20 || c == 0x7f) {
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 0xf];
-            append(line, esc, sizeof(esc));
+        if (*p == '"' || *p == '\\') {
+            out[1] = (char)*p;
+            len = 2;
+            n = 1;
+        } else if (n == 0 || *p < 0x20 || *p == 0x7f) {
+            out[4] = hex[*p >> 4];
+            out[5] = hex[*p & 0xf];
+            len = 6;
+            n = 1;
         } else {
-            append(line, (const char *)&c, 1);
+            memcpy(out, p, n);
+            len = n;
         }
+        if (len > budget) {
+            append(line, "...", 3);
+            return;
+        }
+        append(line, out, len);
+        budget -= len;
+        p += n;
     }
 }
 
@@ -165,6 +228,7 @@ log_begin(log_line *line, log_level level, const char *msg)
     line->active =
         log_enabled(level) && (level < LOG_WARN || !over_budget(msg));
     line->len = 0;
+    line->level = level;
     if (!line->active) {
         return;
     }
@@ -237,10 +301,44 @@ log_end(log_line *line)
     line->buf[line->len++] = '}';
     line->buf[line->len++] = '\n';
 
-    /* One write per line: the kernel keeps lines from several workers
-     * whole when stderr is a pipe and the line fits PIPE_BUF-ish sizes. */
+    /* Debug and info lines (the access log) may wait in the buffer for
+     * up to a flush interval; anything worse goes out at once, after
+     * what is buffered, so the order of lines is kept. */
+    if (line->level < LOG_WARN && buffer_size > 0) {
+        if (pending_len + line->len > buffer_size) {
+            log_flush();
+        }
+        if (line->len <= buffer_size) {
+            memcpy(pending + pending_len, line->buf, line->len);
+            pending_len += line->len;
+            return;
+        }
+    }
+    log_flush();
     written = write(STDERR_FILENO, line->buf, line->len);
     (void)written;
+}
+
+void
+log_flush(void)
+{
+    ssize_t written;
+
+    if (pending_len == 0) {
+        return;
+    }
+    /* Whole lines, at most PIPE_BUF bytes: one write that the kernel
+     * keeps whole even when several workers share the pipe. */
+    written = write(STDERR_FILENO, pending, pending_len);
+    (void)written;
+    pending_len = 0;
+}
+
+void
+log_set_buffer(size_t bytes)
+{
+    log_flush();
+    buffer_size = bytes < sizeof(pending) ? bytes : sizeof(pending);
 }
 
 void

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "recgate/clock.h"
 #include "recgate/config.h"
 #include "recgate/log.h"
 #include "recgate/metrics.h"
@@ -114,6 +115,7 @@ reload_config(app *a)
                 a->config_path);
     } else {
         log_set_level(a->cfg->log_level);
+        log_set_buffer((size_t)a->cfg->log_buffer);
         log_msg(LOG_INFO, "configuration reloaded", "path", a->config_path);
     }
     free(problems);
@@ -150,6 +152,15 @@ on_second(evutil_socket_t fd, short what, void *arg)
     log_flush_suppressed(false);
 }
 
+static void
+on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_flush();
+}
+
 static int
 run(app *a)
 {
@@ -158,6 +169,8 @@ run(app *a)
     static const int numbers[3] = {SIGTERM, SIGINT, SIGHUP};
     struct timeval one_second = {1, 0};
     struct event *ticker;
+    struct event *flusher;
+    struct timeval flush_every;
     char err[512];
 
     a->srv = server_create(base, a->cfg, err, sizeof(err));
@@ -175,11 +188,16 @@ run(app *a)
     }
     ticker = event_new(base, -1, EV_PERSIST, on_second, NULL);
     event_add(ticker, &one_second);
+    flush_every = clock_tv(a->cfg->log_flush_ms);
+    flusher = event_new(base, -1, EV_PERSIST, on_log_flush, NULL);
+    event_add(flusher, &flush_every);
+    log_set_buffer((size_t)a->cfg->log_buffer);
     log_msg(LOG_INFO, "listening", "listen", a->cfg->listen);
 
     event_base_dispatch(base);
 
     event_free(ticker);
+    event_free(flusher);
     log_flush_suppressed(true);
     server_destroy(a->srv);
     for (int i = 0; i < 3; i++) {
@@ -187,6 +205,7 @@ run(app *a)
     }
     event_base_free(base);
     log_msg(LOG_INFO, "stopped", NULL, NULL);
+    log_set_buffer(0);
     return 0;
 }
 

@@ -79,6 +79,8 @@ typedef struct {
 
     /* [log] */
     log_level log_level;
+    int64_t log_buffer;   /* bytes of info lines kept before a write */
+    int64_t log_flush_ms; /* the longest a buffered line waits */
 } config;
 
 /* Loads defaults, then the file (when path is not NULL), then the

@@ -1,9 +1,11 @@
 /* log.h - structured logs: one JSON object per line on stderr.
  * SPDX-License-Identifier: MIT
  *
- * A line is built field by field in a fixed buffer and written with one
- * write(2), so lines from several processes never interleave. Callers must
- * never hand a secret to the logger: there is no masking here.
+ * A line is built field by field in a fixed buffer. Warnings and errors
+ * are written at once; info lines (the access log) may be buffered for a
+ * moment. Every write(2) holds whole lines, at most PIPE_BUF bytes, so
+ * lines from several processes never interleave. Callers must never hand
+ * a secret to the logger: there is no masking here.
  */
 #ifndef RECGATE_LOG_H
 #define RECGATE_LOG_H
@@ -25,6 +27,7 @@ typedef struct {
     char buf[LOG_LINE_MAX];
     size_t len;
     bool active; /* false when the level is off: every call is a no-op */
+    log_level level;
 } log_line;
 
 void log_set_level(log_level level);
@@ -42,6 +45,12 @@ void log_str(log_line *line, const char *key, const char *value);
 void log_int(log_line *line, const char *key, long long value);
 void log_num(log_line *line, const char *key, double value);
 void log_end(log_line *line);
+
+/* Lets debug and info lines wait in a buffer of up to bytes (at most
+ * PIPE_BUF; 0: every line written at once); log_flush() writes them. The
+ * caller flushes at an interval and at exit. */
+void log_set_buffer(size_t bytes);
+void log_flush(void);
 
 /* One-call form for a message with up to one string field. */
 void log_msg(log_level level, const char *msg, const char *key,
