@@ -5,10 +5,11 @@
 # nothing of the running record is stored.  Also with a gateway whose
 # Redis answers 200 ms late (SlowLink, a delaying TCP proxy).
 
+import collections
 import http.client
 import json
 import os
-import queue
+import selectors
 import socket
 import sys
 import threading
@@ -66,8 +67,10 @@ def spread_gets(gateways, path, n, timeout=15):
 
 class SlowLink:
     """A TCP proxy to Redis that delays everything Redis sends back by a
-    fixed time (a Redis some milliseconds away), keeping the order of the
-    bytes.  Client-to-Redis traffic passes at once."""
+    fixed time (a Redis some milliseconds away).  One thread moves all the
+    bytes, so what Redis sent over several connections arrives in the
+    order Redis sent it, only later.  Client-to-Redis traffic passes at
+    once."""
 
     def __init__(self, redis_port, delay_s):
         self.redis_port = redis_port
@@ -77,70 +80,84 @@ class SlowLink:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
         self.port = self.listener.getsockname()[1]
-        self.closed = False
-        self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
 
     @property
     def url(self):
         return "redis://127.0.0.1:%d/0" % self.port
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1",
-                                                 self.redis_port))
-            for sk in (client, upstream):
-                sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.socks += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, 0),
-                             daemon=True).start()
-            threading.Thread(target=self._pump,
-                             args=(upstream, client, self.delay),
-                             daemon=True).start()
+    def _run(self):
+        sel = selectors.DefaultSelector()
+        sel.register(self.listener, selectors.EVENT_READ, ("accept", None))
+        due = collections.deque()     # (time, client socket, bytes)
+        socks = []
 
-    def _pump(self, src, dst, delay):
-        q = queue.Queue()
-
-        def writer():
-            while True:
-                due, data = q.get()
-                if data is None:
-                    break
-                wait = due - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
+        def drop(client, server):
+            for sk in (client, server):
                 try:
-                    dst.sendall(data)
+                    sel.unregister(sk)
+                except (KeyError, ValueError):
+                    pass
+                sk.close()
+
+        while not self.stop_event.is_set():
+            timeout = 0.05
+            if due:
+                timeout = max(0.0, min(timeout, due[0][0] - time.monotonic()))
+            for key, _ in sel.select(timeout):
+                kind, peer = key.data
+                if kind == "accept":
+                    client, _ = self.listener.accept()
+                    server = socket.create_connection(("127.0.0.1",
+                                                       self.redis_port))
+                    for sk in (client, server):
+                        sk.setsockopt(socket.IPPROTO_TCP,
+                                      socket.TCP_NODELAY, 1)
+                    sel.register(client, selectors.EVENT_READ,
+                                 ("client", server))
+                    sel.register(server, selectors.EVENT_READ,
+                                 ("server", client))
+                    socks += [client, server]
+                    continue
+                try:
+                    data = key.fileobj.recv(65536)
                 except OSError:
-                    break
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-        t = threading.Thread(target=writer, daemon=True)
-        t.start()
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
-            q.put((time.monotonic() + delay, data or None))
-            if not data:
-                break
-
-    def close(self):
-        self.closed = True
-        self.listener.close()
-        for sk in self.socks:
+                    data = b""
+                if kind == "client":
+                    if not data:
+                        drop(key.fileobj, peer)
+                        continue
+                    try:
+                        peer.sendall(data)
+                    except OSError:
+                        drop(key.fileobj, peer)
+                else:
+                    due.append((time.monotonic() + self.delay, peer, data))
+                    if not data:
+                        sel.unregister(key.fileobj)
+            now = time.monotonic()
+            while due and due[0][0] <= now:
+                _, client, data = due.popleft()
+                try:
+                    if data:
+                        client.sendall(data)
+                    else:
+                        client.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+        for sk in socks:
             try:
                 sk.close()
             except OSError:
                 pass
+        sel.close()
+
+    def close(self):
+        self.stop_event.set()
+        self.thread.join(5)
+        self.listener.close()
 
 
 def metric_sum(gateways, name):
@@ -267,40 +284,53 @@ class QuotaRunningAcross(harness.RecgateTestCase):
         # From at least 500 ms: B's first look at the lease reaches Redis
         # some 200 ms after B is asked (the GET's answer comes late), and
         # A's read must certainly be under way then for B to be a waiter.
+        # A round in which A had its answer less than 250 ms after B was
+        # asked proves nothing (a busy host) and is run again.
         for latency in (500, 550, 600, 650, 700, 750, 800, 900, 1000):
             self.sim.clear_faults()
             self.sim.fault(record=RID, kind="latency", ms=latency)
-            out_a, out_b = {}, {}
+            for attempt in range(3):
+                out_a, out_b = {}, {}
 
-            def ask(gw, out):
-                try:
-                    out["reply"] = gw.get(path, timeout=15)
-                except (OSError, http.client.HTTPException) as e:
-                    out["reply"] = (None, {}, repr(e).encode())
+                def ask(gw, out):
+                    try:
+                        out["reply"] = gw.get(path, timeout=15)
+                    except (OSError, http.client.HTTPException) as e:
+                        out["reply"] = (None, {}, repr(e).encode())
+                    out["done"] = time.monotonic()
 
-            ta = threading.Thread(target=ask, args=(gw_a, out_a))
-            ta.start()
-            # A has the lease and is at the cloud; only then B is asked.
-            self.assertTrue(harness.wait_for(
-                lambda: self.upstream_count(RID) > reads, 5, 0.005),
-                "L=%d: A did not reach the cloud" % latency)
-            tb = threading.Thread(target=ask, args=(gw_b, out_b))
-            tb.start()
-            ta.join(20)
-            tb.join(20)
-            for name, out in (("A", out_a), ("B", out_b)):
-                status, headers, body = out["reply"]
-                self.assertEqual(status, 200, "L=%d, %s: %r"
-                                 % (latency, name, body))
-                self.assertEqual(json.loads(body), expected)
-                self.assertEqual(headers.get("cache-control"), "no-store")
-            now = self.upstream_count(RID)
-            if now - reads != 1:
-                extra.append((latency, now - reads))
-            reads = now
-            self.assertTrue(harness.wait_for(
-                lambda: self.redis.get(self.lease_key()) is None, 1.0),
-                "L=%d: lease left behind" % latency)
+                ta = threading.Thread(target=ask, args=(gw_a, out_a))
+                ta.start()
+                # A has the lease and is at the cloud; only then B is
+                # asked.
+                self.assertTrue(harness.wait_for(
+                    lambda: self.upstream_count(RID) > reads, 5, 0.005),
+                    "L=%d: A did not reach the cloud" % latency)
+                b_asked = time.monotonic()
+                tb = threading.Thread(target=ask, args=(gw_b, out_b))
+                tb.start()
+                ta.join(20)
+                tb.join(20)
+                for name, out in (("A", out_a), ("B", out_b)):
+                    status, headers, body = out["reply"]
+                    self.assertEqual(status, 200, "L=%d, %s: %r"
+                                     % (latency, name, body))
+                    self.assertEqual(json.loads(body), expected)
+                    self.assertEqual(headers.get("cache-control"),
+                                     "no-store")
+                now = self.upstream_count(RID)
+                conclusive = out_a["done"] - b_asked >= 0.25
+                if conclusive and now - reads != 1:
+                    extra.append((latency, now - reads))
+                reads = now
+                self.assertTrue(harness.wait_for(
+                    lambda: self.redis.get(self.lease_key()) is None, 1.0),
+                    "L=%d: lease left behind" % latency)
+                if conclusive:
+                    break
+            else:
+                self.fail("L=%d: A answered within 250 ms of B being asked "
+                          "three times: the host is too busy" % latency)
         self.assert_nothing_stored()
         self.assertEqual(
             extra, [],
