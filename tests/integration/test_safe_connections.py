@@ -69,6 +69,13 @@ class SafeConnections(harness.RecgateTestCase):
         if limit < IDLE + 256:
             raise unittest.SkipTest("open-file limit %d too low" % limit)
 
+    def base_config(self):
+        # Not a timing test: a loaded machine must not turn a slow
+        # upstream answer into a 504 here.
+        cfg = super().base_config()
+        cfg["upstream.timeout"] = "10s"
+        return cfg
+
     def open_idle(self, gw, n):
         socks = []
         for _ in range(n):

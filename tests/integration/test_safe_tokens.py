@@ -85,6 +85,13 @@ class SafeTokens(harness.RecgateTestCase):
         for t in (TOKEN_ALL, TOKEN_ONE, TOKEN_COMMENTED, TOKEN_NEW):
             harness.note_secret("client_token", t)
 
+    def base_config(self):
+        # Not a timing test: a loaded machine must not turn a slow
+        # upstream answer into a 504 here.
+        cfg = super().base_config()
+        cfg["upstream.timeout"] = "10s"
+        return cfg
+
     def write_tokens(self, text):
         tmp = self.tokens_path + ".tmp"
         with open(tmp, "w") as f:
