@@ -96,6 +96,7 @@ struct flight {
     int refs;
     bool leased;          /* this process holds the Redis lease */
     bool saw_lease_taken; /* another process was fetching for it */
+    bool has_slot;        /* counted in lk->fetching */
     int attempt;          /* upstream tries made so far */
     int64_t deadline_ms;  /* monotonic */
     struct event *timer;  /* remote poll, or retry backoff */
@@ -117,7 +118,7 @@ struct lookup {
     breaker *breaker;
     record_rules *rules;
     char owner[OWNER_MAX];
-    int fetching; /* flights between admission and answer */
+    int fetching; /* fetches queued for a token or under way */
     size_t done_prefix_len;
     time_t credentials_logged;
     LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
@@ -192,6 +193,26 @@ static bool
 flight_done(const flight *f)
 {
     return f->state == FLIGHT_DONE;
+}
+
+/* A slot under upstream.max_in_flight is held from the cap check until
+ * the attempt ends, queueing for a rate-limit token included: counting
+ * only the exchanges under way would let every queued flight pass the
+ * check at once. */
+static void
+take_slot(flight *f)
+{
+    f->lk->fetching++;
+    f->has_slot = true;
+}
+
+static void
+drop_slot(flight *f)
+{
+    if (f->has_slot) {
+        f->lk->fetching--;
+        f->has_slot = false;
+    }
 }
 
 /* Answers every waiter and takes the flight out of the table, so that a
@@ -607,7 +628,7 @@ on_fetched(const upstream_result *res, void *arg)
     char retry[24];
     json_t *doc = NULL;
 
-    f->lk->fetching--;
+    drop_slot(f);
     note_breaker(f->lk, res);
     if (res->outcome == UPSTREAM_ANSWERED && res->status == 429) {
         ratelimit_pause(f->lk->ratelimit, retry_after_ms(res->retry_after));
@@ -643,6 +664,7 @@ on_admitted(bool admitted, int64_t wait_ms, void *arg)
     char retry[24];
 
     if (flight_done(f)) {
+        drop_slot(f);
         release_lease(f, NULL, NULL);
         flight_release(f);
         return;
@@ -656,6 +678,7 @@ on_admitted(bool admitted, int64_t wait_ms, void *arg)
                            .retry_after = retry};
         snprintf(retry, sizeof(retry), "%lld",
                  (long long)((wait_ms + 999) / 1000));
+        drop_slot(f);
         finish_fetch(f, &a);
         flight_release(f);
         return;
@@ -668,7 +691,6 @@ on_admitted(bool admitted, int64_t wait_ms, void *arg)
     }
     f->attempt++;
     f->state = FLIGHT_FETCHING;
-    f->lk->fetching++;
     upstream_fetch(f->lk->upstream, f->project, f->record, on_fetched, f);
 }
 
@@ -701,6 +723,7 @@ become_fetcher(flight *f)
         return;
     }
 
+    take_slot(f);
     f->state = FLIGHT_QUEUED;
     flight_hold(f);
     ratelimit_acquire(lk->ratelimit, f->deadline_ms, on_admitted, f);
