@@ -3,11 +3,13 @@
  */
 #include "recgate/log.h"
 
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
-#include <limits.h>
 #include <unistd.h>
 
 /* Warnings and errors of one kind (one message text) are written at most
@@ -37,6 +39,15 @@ static size_t buffer_size;
 static msg_budget budgets[LOG_BUDGETS];
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+/* The start of a line changes once a second and the pid once a fork: both
+ * are kept, since an access log line is written for every cache hit and
+ * getpid(2) is a real system call in current glibc. */
+static time_t stamp_second = -1;
+static char stamp[40]; /* {"ts":"YYYY-MM-DDTHH:MM:SS. */
+static size_t stamp_len;
+static pid_t cached_pid;
+static bool fork_hook_set;
 
 void
 log_set_level(log_level level)
@@ -169,6 +180,59 @@ append_key(log_line *line, const char *key)
     append(line, "\":", 2);
 }
 
+/* Decimal digits of v, without printf: this runs several times a line. */
+static void
+append_unsigned(log_line *line, unsigned long long v, int min_digits)
+{
+    char digits[24];
+    int n = 0;
+
+    do {
+        digits[sizeof(digits) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0 || n < min_digits);
+    append(line, digits + sizeof(digits) - n, (size_t)n);
+}
+
+static void
+forget_pid(void)
+{
+    cached_pid = 0;
+}
+
+static pid_t
+my_pid(void)
+{
+    if (!fork_hook_set) {
+        pthread_atfork(NULL, NULL, forget_pid);
+        fork_hook_set = true;
+    }
+    if (cached_pid == 0) {
+        cached_pid = getpid();
+    }
+    return cached_pid;
+}
+
+static void
+append_timestamp(log_line *line)
+{
+    struct timeval now;
+    struct tm tm;
+
+    gettimeofday(&now, NULL);
+    if (now.tv_sec != stamp_second) {
+        gmtime_r(&now.tv_sec, &tm);
+        stamp_len = (size_t)snprintf(
+            stamp, sizeof(stamp), "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.",
+            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+            tm.tm_sec);
+        stamp_second = now.tv_sec;
+    }
+    append(line, stamp, stamp_len);
+    append_unsigned(line, (unsigned long long)(now.tv_usec / 1000), 3);
+    append(line, "Z\"", 2);
+}
+
 static void
 report_suppressed(const msg_budget *b)
 {
@@ -220,11 +284,6 @@ over_budget(const char *msg)
 void
 log_begin(log_line *line, log_level level, const char *msg)
 {
-    struct timeval now;
-    struct tm tm;
-    char ts[40];
-    int n;
-
     line->active =
         log_enabled(level) && (level < LOG_WARN || !over_budget(msg));
     line->len = 0;
@@ -233,17 +292,10 @@ log_begin(log_line *line, log_level level, const char *msg)
         return;
     }
 
-    gettimeofday(&now, NULL);
-    gmtime_r(&now.tv_sec, &tm);
-    n = snprintf(ts, sizeof(ts),
-                 "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec, (int)(now.tv_usec / 1000));
-    append(line, ts, (size_t)n);
-
+    append_timestamp(line);
     log_str(line, "level", level_names[level]);
     log_str(line, "msg", msg);
-    log_int(line, "pid", (long long)getpid());
+    log_int(line, "pid", (long long)my_pid());
 }
 
 void
@@ -265,29 +317,46 @@ log_str(log_line *line, const char *key, const char *value)
 void
 log_int(log_line *line, const char *key, long long value)
 {
-    char num[32];
-    int n;
-
     if (!line->active) {
         return;
     }
-    n = snprintf(num, sizeof(num), "%lld", value);
     append_key(line, key);
-    append(line, num, (size_t)n);
+    if (value < 0) {
+        append(line, "-", 1);
+        append_unsigned(line, 0ULL - (unsigned long long)value, 1);
+    } else {
+        append_unsigned(line, (unsigned long long)value, 1);
+    }
 }
 
+/* Three decimals, as "%.3f" would print them; JSON has no NaN, so a
+ * value that is not finite is written as null. */
 void
 log_num(log_line *line, const char *key, double value)
 {
-    char num[32];
-    int n;
+    char num[48];
+    unsigned long long thousandths;
 
     if (!line->active) {
         return;
     }
-    n = snprintf(num, sizeof(num), "%.3f", value);
     append_key(line, key);
-    append(line, num, (size_t)n);
+    if (!isfinite(value)) {
+        append(line, "null", 4);
+        return;
+    }
+    if (fabs(value) >= 1e15) {
+        append(line, num, (size_t)snprintf(num, sizeof(num), "%.3f", value));
+        return;
+    }
+    if (value < 0) {
+        append(line, "-", 1);
+        value = -value;
+    }
+    thousandths = (unsigned long long)llround(value * 1000.0);
+    append_unsigned(line, thousandths / 1000, 1);
+    append(line, ".", 1);
+    append_unsigned(line, thousandths % 1000, 3);
 }
 
 void

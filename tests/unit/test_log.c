@@ -47,7 +47,8 @@ write_hostile_values(void)
     longer[sizeof(longer) - 1] = '\0';
 
     log_begin(&line, LOG_INFO, "request");
-    log_str(&line, "path", "/v2/\xff\xc0\x80/\x01\x7f\"\\ caf\xc3\xa9 \xed\xa0\x80");
+    log_str(&line, "path",
+            "/v2/\xff\xc0\x80/\x01\x7f\"\\ caf\xc3\xa9 \xed\xa0\x80");
     log_int(&line, "status", 400);
     log_end(&line);
 
@@ -75,14 +76,13 @@ test_hostile_values_stay_json(void **state)
     if (first == NULL || second == NULL) {
         fail_msg("a log line is not JSON:\n%s", captured);
     }
-    assert_int_equal(json_integer_value(json_object_get(first, "status")),
-                     400);
+    assert_int_equal(json_integer_value(json_object_get(first, "status")), 400);
     assert_non_null(strstr(json_string_value(json_object_get(first, "path")),
                            "caf\xc3\xa9"));
     assert_int_equal(json_integer_value(json_object_get(second, "status")),
                      414);
-    assert_true(strlen(json_string_value(json_object_get(second, "path")))
-                < 1100);
+    assert_true(strlen(json_string_value(json_object_get(second, "path"))) <
+                1100);
     json_decref(first);
     json_decref(second);
 }
@@ -106,8 +106,53 @@ test_buffered_lines_keep_their_order(void **state)
 
     assert_null(strstr(captured, "not shown"));
     assert_non_null(strstr(captured, "buffered first"));
-    assert_true(strstr(captured, "buffered first")
-                < strstr(captured, "written at once"));
+    assert_true(strstr(captured, "buffered first") <
+                strstr(captured, "written at once"));
+}
+
+static void
+write_numbers(void)
+{
+    log_line line;
+
+    log_begin(&line, LOG_INFO, "numbers");
+    log_int(&line, "zero", 0);
+    log_int(&line, "neg", -42);
+    log_int(&line, "min", INT64_MIN);
+    log_num(&line, "ms", 12.3456);
+    log_num(&line, "small", 0.0004);
+    log_num(&line, "carry", 1.9996);
+    log_num(&line, "negative", -2.5);
+    log_num(&line, "nan", 0.0 / 0.0);
+    log_end(&line);
+}
+
+/* Numbers are written without printf; they must read as printf would
+ * have written them, and the line must stay JSON. */
+static void
+test_numbers_are_written_as_printf_would(void **state)
+{
+    json_t *doc;
+    char pid[32];
+
+    (void)state;
+    log_set_level(LOG_INFO);
+    capture(write_numbers);
+
+    snprintf(pid, sizeof(pid), "\"pid\":%ld,", (long)getpid());
+    assert_non_null(strstr(captured, pid));
+    assert_non_null(strstr(captured, "\"zero\":0,\"neg\":-42,"
+                                     "\"min\":-9223372036854775808,"
+                                     "\"ms\":12.346,\"small\":0.000,"
+                                     "\"carry\":2.000,\"negative\":-2.500,"
+                                     "\"nan\":null}"));
+    assert_memory_equal(captured, "{\"ts\":\"", 7);
+    assert_true(captured[30] == 'Z' && captured[26] == '.');
+    doc = json_loads(captured, JSON_DISABLE_EOF_CHECK, NULL);
+    if (doc == NULL) {
+        fail_msg("not JSON: %s", captured);
+    }
+    json_decref(doc);
 }
 
 int
@@ -116,6 +161,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hostile_values_stay_json),
         cmocka_unit_test(test_buffered_lines_keep_their_order),
+        cmocka_unit_test(test_numbers_are_written_as_printf_would),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
