@@ -133,6 +133,20 @@ utf8_sequence(const unsigned char *s)
     return n;
 }
 
+/* Length of the run of printable ASCII at s that JSON takes as it is (no
+ * quote, no backslash), at most max bytes. */
+static size_t
+plain_run(const unsigned char *s, size_t max)
+{
+    size_t n = 0;
+
+    while (n < max && s[n] >= 0x20 && s[n] < 0x7f && s[n] != '"' &&
+           s[n] != '\\') {
+        n++;
+    }
+    return n;
+}
+
 /* Writes s as the inside of a JSON string, at most LOG_VALUE_MAX bytes of
  * it (then "..."), never cutting an escape or a character in two. Bytes
  * that are not UTF-8 are written as \u00XX, so the line stays JSON
@@ -146,9 +160,19 @@ append_escaped(log_line *line, const char *s)
 
     while (*p != '\0') {
         char out[6] = {'\\', 'u', '0', '0', 0, 0};
-        size_t n = utf8_sequence(p);
+        size_t n = plain_run(p, budget);
         size_t len;
 
+        /* Most of a value (a path, a request id) needs no escape: copy
+         * it in one go instead of a character at a time. */
+        if (n > 0) {
+            append(line, (const char *)p, n);
+            budget -= n;
+            p += n;
+            continue;
+        }
+
+        n = utf8_sequence(p);
         if (*p == '"' || *p == '\\') {
             out[1] = (char)*p;
             len = 2;
