@@ -35,7 +35,8 @@ in_list(const char *list, const char *item)
 
     while (*p != '\0') {
         size_t n = strcspn(p, ",");
-        if ((n == 1 && p[0] == '*') || (n == len && memcmp(p, item, n) == 0)) {
+        if ((n == 1 && p[0] == '*') ||
+            (n == len && strncasecmp(p, item, n) == 0)) {
             return true;
         }
         p += n;

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <ini.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "recgate/route.h"
 
 typedef enum {
     OPT_STRING,
@@ -595,6 +598,56 @@ derive_workers(load_state *st)
     return 0;
 }
 
+/* A listen host is an IPv4 or IPv6 address or a host name; "999.1.1.1"
+ * looks like a name but is a mistyped address, and would only fail at
+ * bind time, after --check-config said yes. */
+static bool
+valid_listen_host(const char *host)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    if (strchr(host, ':') != NULL) {
+        return inet_pton(AF_INET6, host, addr) == 1;
+    }
+    if (strspn(host, "0123456789.") == strlen(host)) {
+        return inet_pton(AF_INET, host, addr) == 1;
+    }
+    return valid_host_name(host);
+}
+
+/* access.projects: "*" or a comma-separated list of project ids. */
+static int
+check_projects(load_state *st)
+{
+    const char *p = st->cfg->projects;
+    int items = 0;
+
+    while (*p != '\0') {
+        size_t n;
+
+        p += strspn(p, " \t,");
+        n = strcspn(p, ",");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+            n--;
+        }
+        if (n > 0 && !(n == 1 && p[0] == '*') && !route_valid_project(p, n)) {
+            fprintf(st->err,
+                    "access.projects: \"%.*s\" is not * or a "
+                    "project id (32 hexadecimal characters)\n",
+                    (int)(n > 64 ? 64 : n), p);
+            return -1;
+        }
+        items += n > 0;
+        p += strcspn(p, ",");
+    }
+    if (items == 0) {
+        fprintf(st->err, "access.projects is empty: use * to allow every "
+                         "project\n");
+        return -1;
+    }
+    return 0;
+}
+
 static void
 derive(load_state *st)
 {
@@ -603,6 +656,15 @@ derive(load_state *st)
     if (split_host_port(cfg->listen, &cfg->listen_host, &cfg->listen_port) !=
         0) {
         fprintf(st->err, "server.listen must be host:port or [v6]:port\n");
+        st->errors++;
+    } else if (!valid_listen_host(cfg->listen_host)) {
+        fprintf(st->err,
+                "server.listen: \"%s\" is not an IP address or "
+                "host name\n",
+                cfg->listen_host);
+        st->errors++;
+    }
+    if (check_projects(st) != 0) {
         st->errors++;
     }
     if (derive_workers(st) != 0) {
@@ -620,6 +682,16 @@ derive(load_state *st)
     }
 }
 
+/* inih reads a directory as an empty file, which would start with every
+ * default instead of the operator's settings. */
+static bool
+is_directory(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 config *
 config_load(const char *path, FILE *err)
 {
@@ -632,7 +704,11 @@ config_load(const char *path, FILE *err)
     }
     load_defaults(&st);
 
-    if (path != NULL) {
+    if (path != NULL && is_directory(path)) {
+        fprintf(err, "%s: cannot read the config file: it is a directory\n",
+                path);
+        st.errors++;
+    } else if (path != NULL) {
         rc = ini_parse(path, on_ini_entry, &st);
         if (rc < 0) {
             fprintf(err, "%s: cannot read the config file: %s\n", path,
@@ -871,7 +947,7 @@ config_project_allowed(const config *cfg, const char *project)
             n--;
         }
         if ((n == 1 && p[0] == '*') ||
-            (n == plen && memcmp(p, project, n) == 0)) {
+            (n == plen && strncasecmp(p, project, n) == 0)) {
             return true;
         }
         p += strcspn(p, ",");

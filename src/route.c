@@ -96,7 +96,12 @@ parse_record_route(const char *path, size_t path_len, route *out)
         return;
     }
 
-    memcpy(out->project_id, project, ROUTE_PROJECT_LEN);
+    /* The cloud's project ids are lower case: an upper-case spelling
+     * names the same project, so it must find the same cache entry and
+     * pass the same access lists, not cost a second upstream fetch. */
+    for (size_t i = 0; i < ROUTE_PROJECT_LEN; i++) {
+        out->project_id[i] = (char)tolower((unsigned char)project[i]);
+    }
     out->project_id[ROUTE_PROJECT_LEN] = '\0';
     memcpy(out->record_id, record, (size_t)(end - record));
     out->record_id[end - record] = '\0';

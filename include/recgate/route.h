@@ -25,7 +25,7 @@ typedef enum {
 typedef struct {
     route_kind kind;
     const char *why; /* static reason for ROUTE_BAD_INPUT */
-    char project_id[ROUTE_PROJECT_LEN + 1];
+    char project_id[ROUTE_PROJECT_LEN + 1]; /* lower-cased */
     char record_id[ROUTE_RECORD_MAX + 1];
 } route;
 

@@ -43,6 +43,27 @@ class CacheHit(harness.RecgateTestCase):
         self.assertEqual(stats["requests"], 1, stats)
         self.assertEqual(stats["by_record"], {"rec-success-1": 1})
 
+    def test_upper_case_project_id_shares_the_cache_entry(self):
+        """An upper-case spelling of a project id names the same project:
+        it is served from the same cache entry (one upstream request in
+        all, one Redis key, in lower case) and is forwarded lower-cased."""
+        gw = self.start_recgate({"cache.ttl": "1h"})
+        lower = harness.record_path("rec-success-1")
+        upper = harness.record_path("rec-success-1",
+                                    project_id=harness.PROJECT_ID.upper())
+
+        first = gw.get(upper)
+        self.assertEqual((first[0], first[1].get("x-cache")), (200, "MISS"))
+        second = gw.get(lower)
+        self.assertEqual((second[0], second[1].get("x-cache")), (200, "HIT"))
+        self.assertEqual(second[2], first[2])
+
+        self.assertEqual(self.upstream_count(), 1)
+        self.assertEqual(self.record_keys(),
+                         [harness.record_key("rec-success-1")])
+        paths = [r["path"] for r in self.sim.requests()]
+        self.assertEqual(paths, [lower], paths)
+
     def test_record_is_stored_in_redis_with_the_ttl(self):
         """The record is stored under {prefix}rec:{project}:{record} with a
         TTL close to cache.ttl."""

@@ -14,8 +14,11 @@
 
 #include "recgate/config.h"
 
-static char conf_path[64];
+#define PROJECT_A "0123456789abcdef0123456789abcdef"
+#define PROJECT_B "FEDCBA9876543210fedcba9876543210"
+#define PROJECT_C "00000000000000000000000000000000"
 
+static char conf_path[64];
 
 static const char *
 write_conf(const char *text)
@@ -30,7 +33,6 @@ write_conf(const char *text)
     return conf_path;
 }
 
-
 static config *
 load(const char *text, char *errors, size_t size)
 {
@@ -42,7 +44,6 @@ load(const char *text, char *errors, size_t size)
     return cfg;
 }
 
-
 static int
 clear_env(void **state)
 {
@@ -52,7 +53,6 @@ clear_env(void **state)
     unsetenv("HUAWEICLOUD_SDK_SK");
     return 0;
 }
-
 
 static void
 test_durations_and_sizes(void **state)
@@ -78,13 +78,12 @@ test_durations_and_sizes(void **state)
     assert_int_equal(config_parse_size("lots", &v), -1);
 }
 
-
 static void
 test_defaults_and_derived_fields(void **state)
 {
     char errors[1024] = "";
-    config *cfg = load("[credentials]\nak = A\nsk = S\n", errors,
-                       sizeof(errors));
+    config *cfg =
+        load("[credentials]\nak = A\nsk = S\n", errors, sizeof(errors));
 
     (void)state;
     assert_non_null(cfg);
@@ -100,7 +99,6 @@ test_defaults_and_derived_fields(void **state)
     assert_int_equal(cfg->cache_ttl_ms, 7LL * 86400000);
     config_destroy(cfg);
 }
-
 
 static void
 test_endpoint_and_redis_url_are_parsed(void **state)
@@ -124,7 +122,6 @@ test_endpoint_and_redis_url_are_parsed(void **state)
     config_destroy(cfg);
 }
 
-
 static void
 test_environment_overrides_the_file(void **state)
 {
@@ -141,7 +138,6 @@ test_environment_overrides_the_file(void **state)
     assert_string_equal(cfg->ak, "ENVAK");
     config_destroy(cfg);
 }
-
 
 static void
 test_bad_values_are_reported(void **state)
@@ -160,7 +156,6 @@ test_bad_values_are_reported(void **state)
     assert_non_null(strstr(errors, "redis.url"));
     assert_non_null(strstr(errors, "credentials.ak is not set"));
 }
-
 
 static void
 test_non_finite_numbers_are_refused(void **state)
@@ -185,7 +180,6 @@ test_non_finite_numbers_are_refused(void **state)
     }
 }
 
-
 static void
 test_print_masks_secrets(void **state)
 {
@@ -209,24 +203,73 @@ test_print_masks_secrets(void **state)
     config_destroy(cfg);
 }
 
-
 static void
 test_project_allowlist(void **state)
 {
     char errors[1024] = "";
-    config *cfg = load("[access]\nprojects = aa, bb\n"
+    config *cfg = load("[access]\nprojects = " PROJECT_A ", " PROJECT_B "\n"
                        "[credentials]\nak = A\nsk = S\n",
                        errors, sizeof(errors));
 
     (void)state;
     assert_non_null(cfg);
-    assert_true(config_project_allowed(cfg, "aa"));
-    assert_true(config_project_allowed(cfg, "bb"));
-    assert_false(config_project_allowed(cfg, "a"));
-    assert_false(config_project_allowed(cfg, "cc"));
+    assert_true(config_project_allowed(cfg, PROJECT_A));
+    /* Lists compare without regard to case: the route lower-cases. */
+    assert_true(
+        config_project_allowed(cfg, "fedcba9876543210fedcba9876543210"));
+    assert_false(config_project_allowed(cfg, "aa"));
+    assert_false(config_project_allowed(cfg, PROJECT_C));
     config_destroy(cfg);
 }
 
+/* An allowlist that could never match a project id is a typo, not a
+ * policy: it is refused rather than locking every client out. */
+static void
+test_project_allowlist_items_are_checked(void **state)
+{
+    static const char *const bad[] = {"aa", "", " , ", PROJECT_A ",nothex"};
+    char text[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char errors[1024] = "";
+        config *cfg;
+
+        snprintf(text, sizeof(text),
+                 "[access]\nprojects = %s\n[credentials]\nak = A\nsk = S\n",
+                 bad[i]);
+        cfg = load(text, errors, sizeof(errors));
+        if (cfg != NULL) {
+            config_destroy(cfg);
+            fail_msg("access.projects = \"%s\" should be refused", bad[i]);
+        }
+        assert_non_null(strstr(errors, "access.projects"));
+    }
+}
+
+static void
+test_listen_host_is_checked(void **state)
+{
+    static const char *const bad[] = {"999.1.1.1:80", "host with space:80",
+                                      "[::zz]:80", "1.2.3:80"};
+    char text[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char errors[1024] = "";
+        config *cfg;
+
+        snprintf(text, sizeof(text),
+                 "[server]\nlisten = %s\n[credentials]\nak = A\nsk = S\n",
+                 bad[i]);
+        cfg = load(text, errors, sizeof(errors));
+        if (cfg != NULL) {
+            config_destroy(cfg);
+            fail_msg("server.listen = \"%s\" should be refused", bad[i]);
+        }
+        assert_non_null(strstr(errors, "server.listen"));
+    }
+}
 
 int
 main(void)
@@ -236,13 +279,14 @@ main(void)
         cmocka_unit_test_setup(test_defaults_and_derived_fields, clear_env),
         cmocka_unit_test_setup(test_endpoint_and_redis_url_are_parsed,
                                clear_env),
-        cmocka_unit_test_setup(test_environment_overrides_the_file,
-                               clear_env),
+        cmocka_unit_test_setup(test_environment_overrides_the_file, clear_env),
         cmocka_unit_test_setup(test_bad_values_are_reported, clear_env),
-        cmocka_unit_test_setup(test_non_finite_numbers_are_refused,
-                               clear_env),
+        cmocka_unit_test_setup(test_non_finite_numbers_are_refused, clear_env),
         cmocka_unit_test_setup(test_print_masks_secrets, clear_env),
         cmocka_unit_test_setup(test_project_allowlist, clear_env),
+        cmocka_unit_test_setup(test_project_allowlist_items_are_checked,
+                               clear_env),
+        cmocka_unit_test_setup(test_listen_host_is_checked, clear_env),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,7 +14,6 @@
 #define PROJECT "0123456789abcdef0123456789abcdef"
 #define RECORDS "/v2/" PROJECT "/script-execution-records/"
 
-
 static route_kind
 kind_of(const char *target)
 {
@@ -23,7 +22,6 @@ kind_of(const char *target)
     route_parse(target, &rt);
     return rt.kind;
 }
-
 
 static void
 test_fixed_routes(void **state)
@@ -42,7 +40,6 @@ test_fixed_routes(void **state)
                      ROUTE_NOT_FOUND);
 }
 
-
 static void
 test_record_route_fills_ids(void **state)
 {
@@ -55,6 +52,19 @@ test_record_route_fills_ids(void **state)
     assert_string_equal(rt.record_id, "rec-1_A");
 }
 
+static void
+test_upper_case_project_id_is_lower_cased(void **state)
+{
+    route rt;
+
+    (void)state;
+    route_parse("/v2/0123456789ABCDEF0123456789AbCdEf"
+                "/script-execution-records/Rec-1",
+                &rt);
+    assert_int_equal(rt.kind, ROUTE_RECORD);
+    assert_string_equal(rt.project_id, PROJECT);
+    assert_string_equal(rt.record_id, "Rec-1"); /* record ids keep case */
+}
 
 static void
 test_longest_record_id_is_accepted(void **state)
@@ -72,15 +82,13 @@ test_longest_record_id_is_accepted(void **state)
     assert_int_equal(kind_of(target), ROUTE_BAD_INPUT);
 }
 
-
 static void
 test_bad_record_ids_are_refused(void **state)
 {
     static const char *const bad[] = {
-        RECORDS "..",         RECORDS "a/../b",   RECORDS "a%2Fb",
-        RECORDS "a%00",       RECORDS "%61",      RECORDS "r\xc3\xa9",
-        RECORDS "",           RECORDS "a/b",      RECORDS "a b",
-        RECORDS "a.b",        RECORDS "a;b",      RECORDS "/",
+        RECORDS "..",  RECORDS "a/../b",    RECORDS "a%2Fb", RECORDS "a%00",
+        RECORDS "%61", RECORDS "r\xc3\xa9", RECORDS "",      RECORDS "a/b",
+        RECORDS "a b", RECORDS "a.b",       RECORDS "a;b",   RECORDS "/",
         RECORDS "a/",
     };
 
@@ -91,7 +99,6 @@ test_bad_record_ids_are_refused(void **state)
         }
     }
 }
-
 
 static void
 test_bad_project_ids_are_refused(void **state)
@@ -112,13 +119,13 @@ test_bad_project_ids_are_refused(void **state)
     }
 }
 
-
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_routes),
         cmocka_unit_test(test_record_route_fills_ids),
+        cmocka_unit_test(test_upper_case_project_id_is_lower_cased),
         cmocka_unit_test(test_longest_record_id_is_accepted),
         cmocka_unit_test(test_bad_record_ids_are_refused),
         cmocka_unit_test(test_bad_project_ids_are_refused),
