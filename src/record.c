@@ -18,6 +18,8 @@
 /* 1970-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z. */
 #define EPOCH_MS_MIN 0
 #define EPOCH_MS_MAX INT64_C(253402300799999)
+/* Epoch numbers below this are seconds, not milliseconds (1973-03-03). */
+#define EPOCH_SECONDS_BELOW INT64_C(100000000000)
 
 /* Longest digit string taken as epoch milliseconds or as execute_order. */
 #define EPOCH_DIGITS_MAX 15
@@ -462,24 +464,39 @@ parse_date_time(const char *text, int64_t *epoch_ms)
     return 0;
 }
 
-/* Parses 1 to EPOCH_DIGITS_MAX digits as epoch milliseconds. */
+/* An epoch number as milliseconds. One below EPOCH_SECONDS_BELOW would
+ * be a time before March 1973 in milliseconds, which no script run has:
+ * it is a count of seconds (the cloud's other APIs use both), and taking
+ * it as milliseconds would store a time fifty years off. */
+static int
+epoch_to_ms(int64_t value, int64_t *epoch_ms)
+{
+    if (value < 0) {
+        return -1;
+    }
+    if (value < EPOCH_SECONDS_BELOW) {
+        value *= MS_PER_SECOND;
+    }
+    if (value > EPOCH_MS_MAX) {
+        return -1;
+    }
+    *epoch_ms = value;
+    return 0;
+}
+
+/* Parses 1 to EPOCH_DIGITS_MAX digits as an epoch number. */
 static int
 parse_epoch_digits(const char *text, size_t len, int64_t *epoch_ms)
 {
-    int64_t ms = 0;
+    int64_t value = 0;
 
     if (len == 0 || len > EPOCH_DIGITS_MAX) {
         return -1;
     }
     for (size_t i = 0; i < len; i++) {
-        ms = ms * 10 + (text[i] - '0');
+        value = value * 10 + (text[i] - '0');
     }
-
-    if (ms > EPOCH_MS_MAX) {
-        return -1;
-    }
-    *epoch_ms = ms;
-    return 0;
+    return epoch_to_ms(value, epoch_ms);
 }
 
 int
@@ -655,8 +672,7 @@ normalize_time(json_t *value)
             return NULL;
         }
     } else if (json_is_integer(value)) {
-        ms = json_integer_value(value);
-        if (ms < EPOCH_MS_MIN || ms > EPOCH_MS_MAX) {
+        if (epoch_to_ms(json_integer_value(value), &ms) != 0) {
             return NULL;
         }
     } else {

@@ -51,8 +51,9 @@ void record_result_clear(record_result *res);
 /* Parses a record timestamp: RFC 3339 with or without fraction and offset
  * ("2024-12-25T07:10:36.054Z", "2024-12-25T15:10:36+08:00"),
  * "yyyy-MM-dd HH:mm:ss" taken as UTC, or a string of digits taken as epoch
- * milliseconds. Returns 0 and sets *epoch_ms, or -1 when unparseable or
- * out of range (years 1970..9999). */
+ * milliseconds (as epoch seconds when below 100000000000, which in
+ * milliseconds would be before March 1973). Returns 0 and sets *epoch_ms, or -1
+ * when unparseable or out of range (years 1970..9999). */
 int record_parse_time(const char *text, int64_t *epoch_ms);
 
 /* Formats epoch milliseconds as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf, which

@@ -117,6 +117,16 @@ class Normalization(harness.RecgateTestCase):
                     end_time="2024-12-26T02:00:01.234Z")
         self.assert_served_as("rec-epoch", body, normalized(want))
 
+    def test_epoch_seconds_are_not_taken_for_milliseconds(self):
+        """An epoch number too small to be milliseconds of a real run
+        (before 1973) is epoch seconds: 1735178400 is 2024, not a time in
+        January 1970 cached for the record's lifetime."""
+        body = dict(base_record("rec-epoch-s"), start_time=1735178400,
+                    end_time="1735178401")
+        want = dict(body, start_time="2024-12-26T02:00:00.000Z",
+                    end_time="2024-12-26T02:00:01.000Z")
+        self.assert_served_as("rec-epoch-s", body, normalized(want))
+
     def test_offsets_are_converted_to_utc(self):
         """RFC 3339 times with +08:00 or -05:30 offsets, with or without a
         fraction, are converted to UTC with three fraction digits."""

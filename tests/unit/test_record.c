@@ -275,6 +275,11 @@ times_in_every_accepted_form(void **state)
                                       "\"end_time\":1735110636054"),
                       OUT("\"2024-12-25T07:10:36.054Z\"",
                           "\"2024-12-25T07:10:36.054Z\"", "RUNNING", "null"));
+    /* epoch seconds, as an integer and as a string */
+    assert_normalized(BODY("RUNNING", ",\"start_time\":1735110636,"
+                                      "\"end_time\":\"1735110637\""),
+                      OUT("\"2024-12-25T07:10:36.000Z\"",
+                          "\"2024-12-25T07:10:37.000Z\"", "RUNNING", "null"));
     /* RFC 3339 with an offset, and with a nine-digit fraction */
     assert_normalized(BODY("RUNNING",
                            ",\"start_time\":\"2024-12-25T15:10:36+08:00\","
@@ -313,6 +318,10 @@ parse_time_accepts_rfc3339_and_friends(void **state)
     assert_time("9999-12-31T23:59:59.999Z", 253402300799999,
                 "9999-12-31T23:59:59.999Z");
     assert_time("1735110636054", 1735110636054, "2024-12-25T07:10:36.054Z");
+    /* Too small for milliseconds of a real run: epoch seconds. */
+    assert_time("1735110636", 1735110636000, "2024-12-25T07:10:36.000Z");
+    assert_time("99999999999", 99999999999000, "5138-11-16T09:46:39.000Z");
+    assert_time("100000000000", 100000000000, "1973-03-03T09:46:40.000Z");
     assert_time("0", 0, "1970-01-01T00:00:00.000Z");
     assert_time("000000000000001", 1, "1970-01-01T00:00:00.001Z");
 }
