@@ -470,7 +470,9 @@ on_response(struct evhttp_request *req, void *arg)
      * try on a new link, as any HTTP client does for a GET. */
     stale = c->reused && !f->retried && f->error == EVREQ_HTTP_EOF;
     c->dead = true;
-    if (!stale) {
+    if (f->error == EVREQ_HTTP_DATA_TOO_LONG) {
+        snprintf(f->detail, sizeof(f->detail), "body over upstream.max_body");
+    } else if (!stale) {
         note_tls_error(f, c->evcon);
     }
     conn_release(c);

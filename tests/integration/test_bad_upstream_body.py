@@ -3,6 +3,7 @@
 # never stored, counted in recgate_validation_failures_total, and the next
 # read goes to the cloud again.
 
+import json
 import os
 import sys
 
@@ -149,6 +150,15 @@ class BadUpstreamBody(harness.RecgateTestCase):
         """A body over upstream.max_body (64 KiB here) is refused."""
         self.sim.fault(kind="huge", bytes=MAX_BODY + 4096)
         self.assert_refused_twice("rec-success-1")
+        # The operator reads why: the size, not a connection failure.
+        warnings = [line for line in self.gw.log_lines()
+                    if line.get("level") in ("warn", "error")
+                    and "upstream" in line.get("msg", "")]
+        self.assertTrue(warnings, "no warning about the refused body")
+        for line in warnings:
+            self.assertNotIn("connection failed", json.dumps(line))
+        self.assertTrue(any("max_body" in json.dumps(line)
+                            for line in warnings), warnings)
 
     def test_body_under_max_body_is_served(self):
         """A valid body just under upstream.max_body is served and
