@@ -577,21 +577,27 @@ http {
 
 
 class BareSystem(System):
+    """The ceiling of the library: evhttp answering from memory. With
+    recgate_headers, its answer carries the headers a recgate hit carries,
+    so the two answers have the same shape."""
     kind = "bare"
-    key = "bare"
-    name = "bare evhttp"
     upstream_label = "none (one fixed body in memory)"
-    cells = ("hit", "idle")
 
-    def __init__(self, workdir, body_file):
-        self.dir = os.path.join(workdir, "bare")
+    def __init__(self, workdir, body_file, recgate_headers=False):
+        self.key = "bare_hdr" if recgate_headers else "bare"
+        self.name = "bare evhttp, recgate's headers" if recgate_headers \
+            else "bare evhttp"
+        self.cells = ("hit",) if recgate_headers else ("hit", "idle")
+        self.dir = os.path.join(workdir, self.key)
         os.makedirs(self.dir, exist_ok=True)
         self.log_path = os.path.join(self.dir, "stderr.log")
         if not BARE_BIN or not os.access(BARE_BIN, os.X_OK):
             raise BenchError("BARE_BIN is not an executable (%r)" % BARE_BIN)
+        argv_tail = [body_file] + (["--recgate-headers"]
+                                   if recgate_headers else [])
         for _ in range(4):
             self.port = harness.free_port()
-            self.proc = harness.spawn([BARE_BIN, str(self.port), body_file],
+            self.proc = harness.spawn([BARE_BIN, str(self.port)] + argv_tail,
                                       self.log_path)
             if wait_port(self.port, self.proc):
                 return
@@ -1081,6 +1087,43 @@ def status_codes(metrics):
     return dict(out)
 
 
+def targets(ctx):
+    """The hit path's targets, each as a ratio from this run and whether
+    it is met."""
+    r = ctx["results"]
+
+    def fig(key, c, field):
+        return (r.get(key, {}).get("hit%d" % c) or {}).get(field)
+
+    def line(what, mine, ref, want, higher=True):
+        if not mine or not ref:
+            return "%s: not measured" % what
+        ratio = mine / ref
+        met = ratio >= want if higher else ratio <= want
+        return "%s: %.2f× (target %s %.1f×): %s" % (
+            what, ratio, ">=" if higher else "<=", want,
+            "met" if met else "NOT met")
+
+    out = []
+    for c in CONNS:
+        out.append(line("workers=2 log=info hit rps ÷ nginx, %d conns" % c,
+                        fig("rg-w2-info", c, "rps"), fig("nginx", c, "rps"),
+                        1.0))
+        out.append(line("workers=2 log=info hit p99 ÷ nginx, %d conns" % c,
+                        fig("rg-w2-info", c, "p99_ms"),
+                        fig("nginx", c, "p99_ms"), 1.0, higher=False))
+    for c in CONNS:
+        out.append(line("workers=1 log=info hit rps ÷ bare evhttp with "
+                        "recgate's headers, %d conns" % c,
+                        fig("rg-w1-info", c, "rps"),
+                        fig("bare_hdr", c, "rps"), 0.9))
+        out.append(line("workers=1 log=info hit rps ÷ bare evhttp (one "
+                        "header), %d conns" % c,
+                        fig("rg-w1-info", c, "rps"), fig("bare", c, "rps"),
+                        0.9))
+    return out
+
+
 def render(ctx):
     info, versions = ctx["machine"], ctx["versions"]
     lines = [
@@ -1102,6 +1145,12 @@ def render(ctx):
         "(higher is better for rps, lower for latency and memory)",
         "",
         ctx["table"].markdown(),
+        "",
+        "Targets (the issue's, from this run's figures):",
+        "",
+    ]
+    lines += ["- " + t for t in targets(ctx)]
+    lines += [
         "",
         "Findings:",
         "",
@@ -1164,6 +1213,7 @@ def run_benchmark(workdir):
         lambda: RecgateSystem(workdir, redis, sim, pki, 2, "warn"),
         lambda: NginxSystem(workdir, open_sim, pki),
         lambda: BareSystem(workdir, body_file),
+        lambda: BareSystem(workdir, body_file, recgate_headers=True),
     ]
     systems = []
     for make in makers:
