@@ -13,6 +13,7 @@
 
 #include "recgate/clock.h"
 #include "recgate/config.h"
+#include "recgate/listen_probe.h"
 #include "recgate/log.h"
 #include "recgate/metrics.h"
 #include "recgate/selfcheck.h"
@@ -245,12 +246,33 @@ reload_supervisor(void *arg)
     reload_config(arg);
 }
 
+/* The workers bind with SO_REUSEPORT, which would let them share the
+ * port with another recgate already there: refuse to start instead, once,
+ * before any worker exists. A worker the supervisor restarts later does
+ * not come through here, as its siblings rightly hold the port. */
+static int
+check_listen_address(const config *cfg)
+{
+    char err[512];
+
+    if (listen_probe(cfg->listen_host, cfg->listen_port, cfg->listen, err,
+                     sizeof(err)) != 0) {
+        log_msg(LOG_ERROR, "cannot start", "error", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* One worker runs in this process; more run under a supervising parent.
  */
 static int
 serve(app *a)
 {
     int n = a->cfg->workers_n;
+
+    if (check_listen_address(a->cfg) != 0) {
+        return 1;
+    }
 
     if (n == 1) {
         return run(a) == 0 ? 0 : 1;
