@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,15 +62,33 @@ log_worker(log_level level, const char *msg, int index, pid_t pid, int status)
     log_end(&line);
 }
 
+/* A worker without its supervisor would go on serving the port unseen,
+ * never restarted and never stopped by the service manager, which only
+ * knows the parent. Asks the kernel for SIGTERM when the parent dies (the
+ * worker then drains as after any SIGTERM); a parent that died before
+ * that request took effect sends nothing, hence the check after it. */
+static void
+die_with_parent(pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+
+    if (getppid() != parent) {
+        log_msg(LOG_WARN, "supervisor gone: worker not starting", NULL, NULL);
+        exit(0);
+    }
+}
+
 /* Forks worker index. The child gets the signals back unblocked and
  * never returns here. */
 static void
 spawn(supervisor *sv, int index)
 {
     sigset_t set = handled_signals();
+    pid_t parent = getpid();
     pid_t pid = fork();
 
     if (pid == 0) {
+        die_with_parent(parent);
         signal(SIGHUP, SIG_IGN);
         sigprocmask(SIG_UNBLOCK, &set, NULL);
         exit(sv->worker(index, sv->arg));

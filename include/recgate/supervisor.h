@@ -4,7 +4,9 @@
  * Workers share the listening port through SO_REUSEPORT, so the kernel
  * spreads connections over them. The parent only watches: it restarts a
  * worker that dies, passes SIGTERM, SIGINT and SIGHUP on, and exits once
- * every worker has drained after a stop signal.
+ * every worker has drained after a stop signal. A worker whose parent
+ * dies (SIGKILL, say) gets SIGTERM from the kernel and drains too, so no
+ * orphan goes on serving the port.
  */
 #ifndef RECGATE_SUPERVISOR_H
 #define RECGATE_SUPERVISOR_H
