@@ -53,9 +53,15 @@ static const char release_script[] =
     "end\n"
     "return 0\n";
 
+/* KEYS[1] the record, KEYS[2] its lease; ARGV[1] the owner, ARGV[2] the
+ * lease's lifetime, ARGV[3] the longest record worth reading ("0" when
+ * the stored value is known to be bad: the lease is taken over it). A
+ * longer value is not sent over, only fetched anew and overwritten. */
 static const char lease_script[] =
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if v then return {1, v} end\n"
+    "local n = redis.call('STRLEN', KEYS[1])\n"
+    "if n > 0 and n <= tonumber(ARGV[3]) then\n"
+    "  return {1, redis.call('GET', KEYS[1])}\n"
+    "end\n"
     "if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
     "  return {2}\n"
     "end\n"
@@ -128,6 +134,7 @@ struct lookup {
 
 static void start_cache(flight *f);
 static void become_fetcher(flight *f);
+static void try_lease(flight *f, bool over_bad_value);
 
 /* --- flights: table, references, answers ------------------------------ */
 
@@ -743,6 +750,19 @@ answer_hit(flight *f, const char *value, size_t len)
     answer_all(f, &a, false);
 }
 
+/* A record the lease script found: stored by another process since this
+ * one looked, or a bad value (which the cache has just reported) to take
+ * the lease over. */
+static void
+found_by_lease(flight *f, const char *value, size_t len)
+{
+    if (cache_value_ok(f->lk->cache, f->project, f->record, value, len)) {
+        answer_hit(f, value, len);
+    } else {
+        try_lease(f, true);
+    }
+}
+
 static void
 wait_remote(flight *f)
 {
@@ -770,7 +790,7 @@ on_lease(redisReply *reply, void *arg)
         }
     } else if (verdict == 1 && reply->elements == 2 &&
                reply->element[1]->type == REDIS_REPLY_STRING) {
-        answer_hit(f, reply->element[1]->str, reply->element[1]->len);
+        found_by_lease(f, reply->element[1]->str, reply->element[1]->len);
     } else if (verdict == 3) {
         /* Another process is fetching: wait for its message, and look
          * again now and then in case it died or the message was lost. */
@@ -786,20 +806,22 @@ on_lease(redisReply *reply, void *arg)
 
 /* Looks for the record and takes the lease in one atomic step, so that a
  * record stored by another process just after this one missed it is
- * found, not fetched a second time. */
+ * found, not fetched a second time. over_bad_value: what is stored is
+ * known to be unfit, so only the lease is wanted. */
 static void
-try_lease(flight *f)
+try_lease(flight *f, bool over_bad_value)
 {
     lookup *lk = f->lk;
     char rec_key[KEY_MAX];
     char lease_key[KEY_MAX];
     char ttl[24];
+    char max[24] = "0";
     size_t rec_len = flight_key(f, "rec", rec_key, sizeof(rec_key));
     size_t lease_len = flight_key(f, "lease", lease_key, sizeof(lease_key));
-    const char *argv[7] = {"EVAL",    lease_script, "2", rec_key,
-                           lease_key, lk->owner,    ttl};
-    size_t lens[7] = {4,         strlen(lease_script), 1, rec_len,
-                      lease_len, strlen(lk->owner),    0};
+    const char *argv[8] = {"EVAL",    lease_script, "2", rec_key,
+                           lease_key, lk->owner,    ttl, max};
+    size_t lens[8] = {4,         strlen(lease_script), 1, rec_len,
+                      lease_len, strlen(lk->owner),    0, 1};
 
     if (!redis_conn_up(lk->redis)) {
         become_fetcher(f);
@@ -808,10 +830,15 @@ try_lease(flight *f)
     lens[6] = (size_t)snprintf(
         ttl, sizeof(ttl), "%lld",
         (long long)(lk->cfg->upstream_timeout_ms + LEASE_MARGIN_MS));
+    if (!over_bad_value) {
+        lens[7] = (size_t)snprintf(max, sizeof(max), "%lld",
+                                   (long long)lk->cfg->upstream_max_body);
+    }
     f->state = FLIGHT_LEASE;
     flight_hold(f);
-    redis_conn_command(lk->redis, on_lease, f, 7, argv, lens);
+    redis_conn_command(lk->redis, on_lease, f, 8, argv, lens);
 }
+
 static void
 on_cache(cache_status status, const char *value, size_t len, void *arg)
 {
@@ -824,7 +851,7 @@ on_cache(cache_status status, const char *value, size_t len, void *arg)
     if (status == CACHE_HIT) {
         answer_hit(f, value, len);
     } else {
-        try_lease(f);
+        try_lease(f, status == CACHE_BAD);
     }
     flight_release(f);
 }
@@ -845,7 +872,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (f->state == FLIGHT_REMOTE) {
-        try_lease(f);
+        try_lease(f, false);
     } else if (f->state == FLIGHT_BACKOFF) {
         become_fetcher(f);
     }
@@ -1001,7 +1028,7 @@ lookup_create(struct event_base *base, const config *cfg, char *err,
     lk->done_prefix_len = strlen(pattern) - 1;
     redis_conn_subscribe(lk->events, pattern, on_message, lk);
 
-    lk->cache = cache_create(lk->redis, cfg);
+    lk->cache = cache_create(lk->redis, cfg, lk->rules);
     lk->ratelimit = ratelimit_create(base, cfg, lk->redis, cfg->workers_n);
     lk->breaker = breaker_create(cfg->upstream_breaker_failures,
                                  cfg->upstream_breaker_cooldown_ms);

@@ -6,6 +6,13 @@
  * first answers the caller, and the other is ignored. The command record
  * is freed only once hiredis has called back too, since hiredis holds a
  * pointer to it until then.
+ *
+ * A link is up only once Redis has answered its setup (AUTH and SELECT,
+ * or a PING when neither is needed): a TCP connection alone proves
+ * nothing, and a refused password is a failed connect like any other,
+ * with the same growing backoff. A link whose command timed out counts
+ * as down until Redis answers something again, since a frozen Redis
+ * keeps its connections open.
  */
 #include "recgate/redis.h"
 
@@ -15,12 +22,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include "recgate/log.h"
 #include "recgate/metrics.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* A refused setup or a stall is said at most this often per link. */
+#define LINK_LOG_INTERVAL_S 60
 
 typedef enum {
     LINK_DOWN = 0,
@@ -48,9 +58,13 @@ struct redis_conn {
     link_state state;
     struct event *reconnect_timer;
     int backoff_ms;
+    int setup_pending; /* setup replies still awaited on this link */
+    bool stalled;      /* a command timed out, and no reply came since */
     bool closing;
     bool warned_down; /* "down" is logged once per outage */
-    char *pattern;    /* subscription, or NULL */
+    time_t refusal_logged;
+    time_t stall_logged;
+    char *pattern; /* subscription, or NULL */
     redis_message_cb on_message;
     void *message_arg;
     LIST_HEAD(, pending) pendings;
@@ -120,15 +134,11 @@ on_connect(const redisAsyncContext *ac, int status)
 {
     redis_conn *rc = ac->data;
 
+    /* Connected is not up yet: that waits for the setup replies. */
     if (status != REDIS_OK) {
         /* hiredis frees the context after this callback returns. */
         went_down(rc, ac->errstr);
-        return;
     }
-    rc->state = LINK_UP;
-    rc->backoff_ms = BACKOFF_MIN_MS;
-    rc->warned_down = false;
-    log_link(LOG_INFO, rc, "redis connected", NULL);
 }
 
 static void
@@ -140,16 +150,48 @@ on_disconnect(const redisAsyncContext *ac, int status)
     went_down(rc, ac->errstr[0] ? ac->errstr : "connection closed");
 }
 
-/* Replies to AUTH and SELECT: a refusal leaves the link unusable. */
+static void
+link_up(redis_conn *rc)
+{
+    rc->state = LINK_UP;
+    rc->stalled = false;
+    rc->backoff_ms = BACKOFF_MIN_MS;
+    rc->warned_down = false;
+    log_link(LOG_INFO, rc, "redis connected", NULL);
+}
+
+/* A refused AUTH or SELECT will not go away by itself, so it is said
+ * once a minute rather than on every attempt. Redis's reply names the
+ * problem, never the password. */
+static void
+setup_refused(redis_conn *rc, const char *error)
+{
+    if (log_once_per(&rc->refusal_logged, LINK_LOG_INTERVAL_S)) {
+        log_link(LOG_WARN, rc,
+                 "redis refused connection setup: going on without it", error);
+    }
+    rc->warned_down = true; /* the line above says it all */
+    rc->setup_pending = -1; /* this link never comes up */
+}
+
+/* Replies to AUTH, SELECT or PING: the link is up after the last one,
+ * and a refusal closes it, to be tried again after the backoff. */
 static void
 on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply *reply = r;
     redis_conn *rc = privdata;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        log_link(LOG_ERROR, rc, "redis refused connection setup", reply->str);
+    if (reply == NULL || rc->closing) {
+        return; /* the link is going away; on_disconnect says why */
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        setup_refused(rc, reply->str);
         redisAsyncDisconnect(ac);
+        return;
+    }
+    if (--rc->setup_pending == 0) {
+        link_up(rc);
     }
 }
 
@@ -175,18 +217,26 @@ on_subscription(redisAsyncContext *ac, void *r, void *privdata)
     }
 }
 
+/* Queued before the connection is made; hiredis sends them first. */
 static void
 send_setup(redis_conn *rc)
 {
     const config *cfg = rc->cfg;
 
-    if (cfg->redis_password != NULL) {
+    rc->setup_pending = 0;
+    if (cfg->redis_password != NULL &&
         redisAsyncCommand(rc->ctx, on_setup_reply, rc, "AUTH %s",
-                          cfg->redis_password);
+                          cfg->redis_password) == REDIS_OK) {
+        rc->setup_pending++;
     }
-    if (cfg->redis_db != 0) {
+    if (cfg->redis_db != 0 &&
         redisAsyncCommand(rc->ctx, on_setup_reply, rc, "SELECT %d",
-                          cfg->redis_db);
+                          cfg->redis_db) == REDIS_OK) {
+        rc->setup_pending++;
+    }
+    if (rc->setup_pending == 0 &&
+        redisAsyncCommand(rc->ctx, on_setup_reply, rc, "PING") == REDIS_OK) {
+        rc->setup_pending++;
     }
     if (rc->pattern != NULL) {
         redisAsyncCommand(rc->ctx, on_subscription, rc, "PSUBSCRIBE %s",
@@ -268,7 +318,7 @@ redis_conn_destroy(redis_conn *rc)
 bool
 redis_conn_up(const redis_conn *rc)
 {
-    return rc->state == LINK_UP;
+    return rc->state == LINK_UP && !rc->stalled;
 }
 
 /* Hands the caller its answer once; later arrivals are ignored. */
@@ -287,6 +337,21 @@ answer(pending *p, redisReply *reply)
     }
 }
 
+/* A command Redis has but did not answer in time: the link stays open
+ * (the reply may still come), but is not reported up meanwhile. */
+static void
+note_stalled(redis_conn *rc)
+{
+    if (!rc->stalled && rc->state == LINK_UP && !rc->closing &&
+        log_once_per(&rc->stall_logged, LINK_LOG_INTERVAL_S)) {
+        log_link(LOG_WARN, rc,
+                 "redis did not answer within redis.timeout: going on "
+                 "without it",
+                 NULL);
+    }
+    rc->stalled = true;
+}
+
 static void
 on_timeout(evutil_socket_t fd, short what, void *arg)
 {
@@ -294,6 +359,9 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (p->sent) {
+        note_stalled(p->owner);
+    }
     answer(p, NULL);
     if (!p->sent) {
         pending_free(p);
@@ -306,6 +374,9 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     pending *p = privdata;
 
     (void)ac;
+    if (reply != NULL) {
+        p->owner->stalled = false; /* Redis answers again */
+    }
     p->sent = false;
     answer(p, reply);
     pending_free(p);

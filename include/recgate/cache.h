@@ -4,6 +4,12 @@
  * A finished record is stored once, under {prefix}rec:{project}:{record},
  * and read back byte for byte. Failures never reach the client: a lookup
  * that fails is a miss, a write that fails is counted and logged.
+ *
+ * Redis is not trusted to hold only what recgate wrote there: anyone with
+ * access may have put something else under a record's key. A value is
+ * served only when it is exactly what cache_put would have stored for
+ * that record; anything else is reported as CACHE_BAD (counted in the
+ * Redis errors and logged), to be fetched anew and overwritten.
  */
 #ifndef RECGATE_CACHE_H
 #define RECGATE_CACHE_H
@@ -12,6 +18,7 @@
 #include <stddef.h>
 
 #include "recgate/config.h"
+#include "recgate/record.h"
 #include "recgate/redis.h"
 
 typedef struct cache cache;
@@ -20,19 +27,28 @@ typedef enum {
     CACHE_HIT = 0,
     CACHE_MISS,
     CACHE_ERROR, /* down, timed out or refused: treat as a miss */
+    CACHE_BAD,   /* a value recgate would not have stored: a miss too */
 } cache_status;
 
 /* value is valid only during the call. */
 typedef void (*cache_get_cb)(cache_status status, const char *value, size_t len,
                              void *arg);
 
-/* redis must outlive the cache. */
-cache *cache_create(redis_conn *redis, const config *cfg);
+/* redis and rules (those the records were normalized with) must outlive
+ * the cache. */
+cache *cache_create(redis_conn *redis, const config *cfg,
+                    const record_rules *rules);
 void cache_destroy(cache *c);
 
 /* Looks a record up. cb runs exactly once, never before this returns. */
 void cache_get(cache *c, const char *project, const char *record,
                cache_get_cb cb, void *arg);
+
+/* True when value, read from Redis some other way than cache_get, may be
+ * served for record; else counts and logs it as cache_get does for
+ * CACHE_BAD, and returns false. */
+bool cache_value_ok(const cache *c, const char *project, const char *record,
+                    const char *value, size_t len);
 
 /* Stores a finished record with the configured TTL. */
 void cache_put(cache *c, const char *project, const char *record,

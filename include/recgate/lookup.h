@@ -8,7 +8,9 @@
  * when the record is not finished. The fetcher goes through the circuit
  * breaker and the shared rate limit, retries transient failures with
  * backoff inside the client's deadline, validates and normalizes the
- * record, and stores it when it is finished.
+ * record, and stores it when it is finished. A value found in Redis is
+ * served only when it is exactly what would have been stored (cache.h);
+ * any other is fetched anew over it, under the same lease.
  */
 #ifndef RECGATE_LOOKUP_H
 #define RECGATE_LOOKUP_H
@@ -51,6 +53,8 @@ void lookup_destroy(lookup *lk);
 void lookup_record(lookup *lk, const char *project, const char *record,
                    lookup_cb cb, void *arg);
 
+/* False while Redis is unreachable, refuses the link's setup, or has
+ * let a command time out and not answered since. */
 bool lookup_redis_up(const lookup *lk);
 const char *lookup_breaker_state(const lookup *lk);
 const char *lookup_ratelimit_backend(const lookup *lk);

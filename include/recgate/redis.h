@@ -4,8 +4,8 @@
  * Redis is an accelerator and a coordinator, never a dependency: every
  * command completes within redis.timeout, with a reply or with NULL when
  * Redis is down, slow or refusing, and the connection comes back by
- * itself with backoff. A connection may also hold one pattern
- * subscription, renewed on every reconnect.
+ * itself with backoff, a refused password included. A connection may
+ * also hold one pattern subscription, renewed on every reconnect.
  */
 #ifndef RECGATE_REDIS_H
 #define RECGATE_REDIS_H
@@ -37,6 +37,9 @@ redis_conn *redis_conn_create(struct event_base *base, const config *cfg,
  * call it only once the loop has stopped. */
 void redis_conn_destroy(redis_conn *rc);
 
+/* True once Redis has answered the link's setup (AUTH, SELECT), unless
+ * a command has since timed out with no reply of any kind after it: a
+ * frozen Redis keeps its connections open, so connected is not enough. */
 bool redis_conn_up(const redis_conn *rc);
 
 /* Sends one command given as argv. cb runs exactly once, never before

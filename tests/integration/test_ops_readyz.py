@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 # /readyz tells an operator whether Redis is there: "up", then "degraded"
 # soon after Redis stops (still ready: records come from the cloud), and
-# "up" again once Redis is back, without a restart.
+# "up" again once Redis is back, without a restart.  A Redis that keeps
+# its connections but stops answering (frozen with SIGSTOP) is "degraded"
+# too, from the first command that timed out until it answers again.
 
 import http.client
 import json
 import os
+import signal
 import sys
 import time
 import unittest
@@ -108,6 +111,34 @@ class OpsReadyz(harness.RecgateTestCase):
     def test_redis_down_and_back_two_workers(self):
         """The same with server.workers = 2: every worker reports it."""
         self.outage_round_trip(2)
+
+    def test_frozen_redis_is_degraded(self):
+        """redis "up" -> Redis frozen (SIGSTOP), a request whose Redis
+        commands time out (still a 200 MISS) -> "degraded" -> Redis
+        thawed (SIGCONT) -> "up" again, without a reconnect."""
+        gw = self.start_recgate({"redis.timeout": "300ms",
+                                 "upstream.rate": "1000",
+                                 "upstream.burst": "1000"})
+        status, doc = self.readyz(gw)
+        self.assertEqual((status, doc["redis"]), (200, "up"), doc)
+
+        pid = self.redis.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, pid, signal.SIGCONT)
+        status, headers, body = gw.get(harness.record_path("rec-success-1"))
+        self.assertEqual((status, headers.get("x-cache")), (200, "MISS"),
+                         body)
+        status, doc = self.readyz(gw)
+        self.assertEqual((status, doc["status"], doc["redis"]),
+                         (200, "ready", "degraded"), doc)
+
+        os.kill(pid, signal.SIGCONT)
+        self.wait_redis(gw, "up", DOWN_WITHIN_S)
+        path = harness.record_path("rec-failed-1")
+        self.assertEqual(gw.get(path)[1].get("x-cache"), "MISS")
+        self.assertTrue(harness.wait_for(
+            lambda: harness.record_key("rec-failed-1") in self.record_keys(),
+            2), "the record was not stored after Redis thawed")
 
 
 if __name__ == "__main__":
