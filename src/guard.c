@@ -23,6 +23,7 @@
 
 #include "recgate/clock.h"
 #include "recgate/log.h"
+#include "recgate/reply.h"
 
 #define GUARD_BUCKETS 4096
 #define SWEEP_INTERVAL_MS 250
@@ -44,13 +45,24 @@ struct conn_guard {
     size_t count;
     int64_t now_ms; /* the sweep's clock, read by the hot path */
     LIST_HEAD(, guard_conn) buckets[GUARD_BUCKETS];
+    reply_ids *ids;
     char reject[512]; /* the whole 503 answer */
     size_t reject_len;
+    char *reject_ids[2]; /* where its request id goes: header and body */
 };
+
+/* The id is a placeholder of the right length: each refusal writes a
+ * fresh one over it, so the length and the rest never change. */
+#define ID_PLACEHOLDER "00000000000000000000000000000000"
+#define ID_HEADER "X-Request-Id: "
+#define ID_FIELD "\"request_id\":\""
+_Static_assert(sizeof(ID_PLACEHOLDER) - 1 == REPLY_ID_LEN,
+               "the placeholder holds exactly one request id");
 
 static const char over_capacity[] =
     "{\"error_code\":\"RECGATE.5030\",\"error_msg\":\"too many "
-    "connections: server.max_connections reached\",\"request_id\":\"\"}";
+    "connections: server.max_connections reached\"," ID_FIELD ID_PLACEHOLDER
+    "\"}";
 
 static unsigned
 bucket_of(const struct bufferevent *bev)
@@ -161,8 +173,14 @@ on_reject(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (sock >= 0) {
-        ssize_t n = send(sock, r->g->reject, r->g->reject_len,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        conn_guard *g = r->g;
+        char id[REPLY_ID_LEN + 1];
+        ssize_t n;
+
+        reply_new_id(g->ids, id);
+        memcpy(g->reject_ids[0], id, REPLY_ID_LEN);
+        memcpy(g->reject_ids[1], id, REPLY_ID_LEN);
+        n = send(sock, g->reject, g->reject_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)n;
     }
     cut(r->t);
@@ -201,23 +219,36 @@ on_new_connection(struct event_base *base, void *arg)
     return t->bev;
 }
 
+/* Writes the whole 503 once, and notes where its two copies of the
+ * request id are. */
+static void
+make_rejection(conn_guard *g)
+{
+    g->reject_len = (size_t)snprintf(
+        g->reject, sizeof(g->reject),
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: application/json\r\nConnection: close\r\n"
+        "Retry-After: 1\r\n" ID_HEADER ID_PLACEHOLDER "\r\n"
+        "Content-Length: %zu\r\n\r\n%s",
+        sizeof(over_capacity) - 1, over_capacity);
+    g->reject_ids[0] = strstr(g->reject, ID_HEADER) + strlen(ID_HEADER);
+    g->reject_ids[1] = strstr(g->reject, ID_FIELD) + strlen(ID_FIELD);
+}
+
 conn_guard *
-guard_create(struct event_base *base, struct evhttp *http, const config *cfg)
+guard_create(struct event_base *base, struct evhttp *http, const config *cfg,
+             reply_ids *ids)
 {
     conn_guard *g = calloc(1, sizeof(*g));
     struct timeval every = clock_tv(SWEEP_INTERVAL_MS);
 
     g->base = base;
     g->cfg = cfg;
+    g->ids = ids;
     for (int i = 0; i < GUARD_BUCKETS; i++) {
         LIST_INIT(&g->buckets[i]);
     }
-    g->reject_len = (size_t)snprintf(
-        g->reject, sizeof(g->reject),
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "Content-Type: application/json\r\nConnection: close\r\n"
-        "Retry-After: 1\r\nContent-Length: %zu\r\n\r\n%s",
-        sizeof(over_capacity) - 1, over_capacity);
+    make_rejection(g);
     g->sweep = event_new(base, -1, EV_PERSIST, on_sweep, g);
     event_add(g->sweep, &every);
     evhttp_set_bevcb(http, on_new_connection, g);

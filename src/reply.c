@@ -1,4 +1,5 @@
-/* reply.c - answers to clients: errors in the cloud's JSON shape.
+/* reply.c - answers to clients: request ids, and errors in the cloud's
+ * JSON shape.
  * SPDX-License-Identifier: MIT
  */
 #include "recgate/reply.h"
@@ -7,13 +8,57 @@
 #include <event2/http.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static const char hex[] = "0123456789abcdef";
+
+/* --- request ids -------------------------------------------------------- */
+
+void
+reply_ids_seed(reply_ids *ids)
+{
+    if (RAND_bytes((unsigned char *)ids->state, sizeof(ids->state)) != 1) {
+        ids->state[0] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+    }
+    /* xorshift must never start from all zeros. */
+    ids->state[1] |= 1;
+}
+
+static uint64_t
+next_random(uint64_t state[2])
+{
+    uint64_t a = state[0];
+    uint64_t b = state[1];
+
+    state[0] = b;
+    a ^= a << 23;
+    a ^= a >> 17;
+    a ^= b ^ (b >> 26);
+    state[1] = a;
+    return a + b;
+}
+
+void
+reply_new_id(reply_ids *ids, char *out)
+{
+    uint64_t r[2];
+
+    r[0] = next_random(ids->state);
+    r[1] = next_random(ids->state);
+    for (int i = 0; i < REPLY_ID_LEN; i++) {
+        out[i] = hex[(r[i / 16] >> (4 * (i % 16))) & 0xf];
+    }
+    out[REPLY_ID_LEN] = '\0';
+}
+
+/* --- entity tags -------------------------------------------------------- */
 
 void
 reply_etag(const char *body, size_t len, char *out)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
 
@@ -54,6 +99,8 @@ reply_etag_matches(const char *if_none_match, const char *etag)
     }
     return false;
 }
+
+/* --- answers ----------------------------------------------------------- */
 
 void
 reply_common_headers(struct evhttp_request *req, const char *request_id)

@@ -9,15 +9,12 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <netdb.h>
-#include <jansson.h>
-#include <openssl/rand.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/time.h>
-#include <unistd.h>
 
 #include "recgate/access.h"
 #include "recgate/guard.h"
@@ -60,7 +57,7 @@ struct server {
     conn_guard *guard;
     access_list *access;
     char cache_control[48]; /* for finished records */
-    uint64_t id_state[2];   /* request id generator */
+    reply_ids ids;
     struct event *drain_timer;
     struct event *drain_flush;
     bool draining;
@@ -88,41 +85,17 @@ sane_request_id(const char *id)
     return true;
 }
 
-/* xorshift128+: request ids need to be unique, not secret, and making
- * one must not cost a system call on the hit path. Seeded from OpenSSL's
- * generator in each worker. */
-static uint64_t
-next_random(uint64_t state[2])
-{
-    uint64_t a = state[0];
-    uint64_t b = state[1];
-
-    state[0] = b;
-    a ^= a << 23;
-    a ^= a >> 17;
-    a ^= b ^ (b >> 26);
-    state[1] = a;
-    return a + b;
-}
-
 static void
 pick_request_id(request_ctx *ctx)
 {
-    static const char hex[] = "0123456789abcdef";
     struct evkeyvalq *in = evhttp_request_get_input_headers(ctx->req);
     const char *theirs = evhttp_find_header(in, "X-Request-Id");
-    uint64_t r[2];
 
     if (theirs != NULL && sane_request_id(theirs)) {
         snprintf(ctx->request_id, sizeof(ctx->request_id), "%s", theirs);
         return;
     }
-    r[0] = next_random(ctx->srv->id_state);
-    r[1] = next_random(ctx->srv->id_state);
-    for (int i = 0; i < 32; i++) {
-        ctx->request_id[i] = hex[(r[i / 16] >> (4 * (i % 16))) & 0xf];
-    }
-    ctx->request_id[32] = '\0';
+    reply_new_id(&ctx->srv->ids, ctx->request_id);
 }
 
 static double
@@ -541,7 +514,7 @@ setup_http(server *srv)
     evhttp_set_max_body_size(srv->http, 64 * 1024);
     evhttp_set_timeout_tv(srv->http, &idle);
     evhttp_set_default_content_type(srv->http, "application/json");
-    srv->guard = guard_create(srv->base, srv->http, cfg);
+    srv->guard = guard_create(srv->base, srv->http, cfg, &srv->ids);
 }
 
 /* A finished record never changes: clients may keep it as long as Redis
@@ -563,11 +536,7 @@ server_create(struct event_base *base, const config *cfg, char *err,
 
     srv->base = base;
     srv->cfg = cfg;
-    if (RAND_bytes((unsigned char *)srv->id_state, sizeof(srv->id_state)) !=
-        1) {
-        srv->id_state[0] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-    }
-    srv->id_state[1] |= 1;
+    reply_ids_seed(&srv->ids);
     set_cache_control(srv);
     srv->l1 = l1_create((size_t)cfg->l1_bytes);
 

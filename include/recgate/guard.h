@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "recgate/config.h"
+#include "recgate/reply.h"
 
 struct event_base;
 struct evhttp;
@@ -23,9 +24,10 @@ struct evhttp_request;
 typedef struct conn_guard conn_guard;
 typedef struct guard_conn guard_conn;
 
-/* Installs itself on http (evhttp_set_bevcb). cfg must outlive it. */
+/* Installs itself on http (evhttp_set_bevcb). cfg and ids (which give
+ * each refusal its request id) must outlive it. */
 conn_guard *guard_create(struct event_base *base, struct evhttp *http,
-                         const config *cfg);
+                         const config *cfg, reply_ids *ids);
 
 /* Call after evhttp_free(): it holds the last reference of every
  * connection's buffer. */

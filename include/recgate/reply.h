@@ -1,4 +1,5 @@
-/* reply.h - answers to clients: errors in the cloud's JSON shape.
+/* reply.h - answers to clients: request ids, and errors in the cloud's
+ * JSON shape.
  * SPDX-License-Identifier: MIT
  *
  * Errors look like the cloud's own, {"error_code", "error_msg",
@@ -29,6 +30,22 @@ struct evhttp_request;
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* Request ids the gateway makes itself: 32 lower-case hex characters. */
+#define REPLY_ID_LEN 32
+
+/* A generator of request ids. They need to be unique, not secret, and
+ * making one must not cost a system call on the hit path: xorshift128+,
+ * seeded from OpenSSL's generator. One per worker process. */
+typedef struct {
+    uint64_t state[2];
+} reply_ids;
+
+void reply_ids_seed(reply_ids *ids);
+
+/* Writes a fresh id, REPLY_ID_LEN characters and a NUL, into out. */
+void reply_new_id(reply_ids *ids, char *out);
 
 void reply_etag(const char *body, size_t len, char *out);
 

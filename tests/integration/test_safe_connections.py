@@ -100,6 +100,12 @@ class SafeConnections(harness.RecgateTestCase):
         doc = json.loads(body)
         self.assertEqual(doc.get("error_code"), "RECGATE.5030", body)
         self.assertTrue(doc.get("error_msg"), body)
+        # A fresh id, like every other answer's, in header and body.
+        self.assertRegex(headers.get("x-request-id", ""), r"^[0-9a-f]{32}$",
+                         "%s: %r" % (what, head))
+        self.assertEqual(doc.get("request_id"), headers["x-request-id"],
+                         body)
+        return headers["x-request-id"]
 
     def test_thousand_idle_connections_do_not_block_service(self):
         """1,000 connections that send nothing, held open: a normal
@@ -128,9 +134,10 @@ class SafeConnections(harness.RecgateTestCase):
 
     def test_connections_past_the_cap_get_503_and_are_closed(self):
         """server.max_connections = 200: with 200 open, each further
-        connection reads a whole 503 RECGATE.5030 answer and then end of
-        file, whether it sent a request or not; the 200 stay open and
-        usable; after some close, a new request is served."""
+        connection reads a whole 503 RECGATE.5030 answer, with a fresh
+        request id in X-Request-Id and in the body, and then end of file,
+        whether it sent a request or not; the 200 stay open and usable;
+        after some close, a new request is served."""
         gw = self.start_recgate({"server.max_connections": str(CAP)})
         # The start-up probe's closed connection leaves the count at the
         # guard's next sweep (every 250 ms).
@@ -138,6 +145,7 @@ class SafeConnections(harness.RecgateTestCase):
         held = self.open_idle(gw, CAP)
         time.sleep(0.5)    # all accepted and counted
 
+        ids = set()
         for i in range(EXTRA):
             s = socket.create_connection((gw.host, gw.port), 5)
             self.addCleanup(s.close)
@@ -145,14 +153,16 @@ class SafeConnections(harness.RecgateTestCase):
                 # A real client sends its request at once.
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             data, err = read_all(s)
-            self.assert_503(data, err, "connection %d past the cap (%s)"
-                            % (i, "with a request" if i % 2 else "idle"))
+            what = "connection %d past the cap (%s)" % (
+                i, "with a request" if i % 2 else "idle")
+            ids.add(self.assert_503(data, err, what))
+        self.assertEqual(len(ids), EXTRA, "request ids repeat: %s" % ids)
         # The normal client path sees the same.
         conn = gw.connection(timeout=5)
         self.addCleanup(conn.close)
-        status, _, body = harness.http_request(conn, "GET", "/healthz")
-        self.assertEqual(status, 503, body)
-        self.assertEqual(json.loads(body)["error_code"], "RECGATE.5030")
+        reply = harness.http_request(conn, "GET", "/healthz")
+        self.assertErrorReply(reply, 503, "RECGATE.5030")
+        self.assertNotIn(reply[1]["x-request-id"], ids)
 
         closed = [i for i, s in enumerate(held) if still_open(s) is not True]
         self.assertEqual(closed, [], "connections within the cap closed")
