@@ -1,5 +1,5 @@
-/* reply.c - answers to clients: request ids, and errors in the cloud's
- * JSON shape.
+/* reply.c - answers to clients: framing, request ids, and errors in the
+ * cloud's JSON shape.
  * SPDX-License-Identifier: MIT
  */
 #include "recgate/reply.h"
@@ -115,6 +115,10 @@ static const char *
 reason_phrase(int status)
 {
     switch (status) {
+    case 200:
+        return "OK";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -141,10 +145,10 @@ reason_phrase(int status)
 }
 
 void
-reply_error(struct evhttp_request *req, int status, const char *code,
-            const char *msg, const char *request_id)
+reply_set_error(struct evhttp_request *req, const char *code, const char *msg,
+                const char *request_id)
 {
-    struct evbuffer *body = evbuffer_new();
+    struct evbuffer *body = evhttp_request_get_output_buffer(req);
     json_t *obj;
     char *text;
 
@@ -160,6 +164,51 @@ reply_error(struct evhttp_request *req, int status, const char *code,
     json_decref(obj);
 
     reply_common_headers(req, request_id);
-    evhttp_send_reply(req, status, reason_phrase(status), body);
-    evbuffer_free(body);
+}
+
+/* 1xx, 204 and 304 answers never have a body, whatever the method. */
+static bool
+status_has_body(int status)
+{
+    return status >= 200 && status != 204 && status != 304;
+}
+
+/* Decimal digits of n and a NUL into out (at least 21 bytes): no printf
+ * on the hit path. */
+static const char *
+format_size(size_t n, char *out, size_t size)
+{
+    char *p = out + size - 1;
+
+    *p = '\0';
+    do {
+        *--p = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    return p;
+}
+
+void
+reply_send(struct evhttp_request *req, int status)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    struct evbuffer *body = evhttp_request_get_output_buffer(req);
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    size_t len = evbuffer_get_length(body);
+    char digits[24];
+
+    /* evhttp adds Content-Length only when it also sends the body, and
+     * leaves it out for HEAD: set it here, for both. */
+    if (status_has_body(status)) {
+        evhttp_add_header(out, "Content-Length",
+                          format_size(len, digits, sizeof(digits)));
+    }
+
+    /* evhttp writes the buffer even for HEAD; a kept-alive client would
+     * read those bytes as the start of its next answer. */
+    if (method == EVHTTP_REQ_HEAD || !status_has_body(status)) {
+        evbuffer_drain(body, len);
+    }
+
+    evhttp_send_reply(req, status, reason_phrase(status), NULL);
 }

@@ -200,11 +200,19 @@ request_done(request_ctx *ctx, int status)
     }
 }
 
+/* Every answer is sent here. */
+static void
+send_answer(request_ctx *ctx, int status)
+{
+    reply_send(ctx->req, status);
+    request_done(ctx, status);
+}
+
 static void
 fail(request_ctx *ctx, int status, const char *code, const char *msg)
 {
-    reply_error(ctx->req, status, code, msg, ctx->request_id);
-    request_done(ctx, status);
+    reply_set_error(ctx->req, code, msg, ctx->request_id);
+    send_answer(ctx, status);
 }
 
 /* --- answers with a record -------------------------------------------- */
@@ -240,21 +248,20 @@ send_record(request_ctx *ctx, const char *json, size_t len, bool finished,
         if (entry != NULL) {
             l1_release(entry);
         }
-        evhttp_send_reply(ctx->req, 304, "Not Modified", NULL);
-        request_done(ctx, 304);
+        send_answer(ctx, 304);
         return;
     }
 
     /* Straight into the answer's own buffer: no buffer of our own to
-     * make, move from and free on every hit. */
+     * make, move from and free on every hit. For HEAD it only gives the
+     * answer its length, and is dropped (releasing the entry) unsent. */
     body = evhttp_request_get_output_buffer(ctx->req);
     if (entry != NULL) {
         evbuffer_add_reference(body, json, len, release_l1_entry, entry);
     } else {
         evbuffer_add(body, json, len);
     }
-    evhttp_send_reply(ctx->req, 200, "OK", NULL);
-    request_done(ctx, 200);
+    send_answer(ctx, 200);
 }
 
 static void
@@ -317,17 +324,15 @@ serve_record(request_ctx *ctx)
 /* --- the small routes -------------------------------------------------- */
 
 static void
-send_json(request_ctx *ctx, int status, const char *reason, const char *json)
+send_json(request_ctx *ctx, int status, const char *json)
 {
-    struct evbuffer *body = evbuffer_new();
+    struct evbuffer *body = evhttp_request_get_output_buffer(ctx->req);
 
     reply_common_headers(ctx->req, ctx->request_id);
     evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
                       "Cache-Control", "no-store");
     evbuffer_add(body, json, strlen(json));
-    evhttp_send_reply(ctx->req, status, reason, body);
-    evbuffer_free(body);
-    request_done(ctx, status);
+    send_answer(ctx, status);
 }
 
 /* Ready unless the clock is so far from the cloud's that signatures would
@@ -352,23 +357,18 @@ serve_readyz(request_ctx *ctx)
              skewed ? ",\"reason\":\"clock skew against the cloud over "
                       "10 minutes: signatures would be refused\""
                     : "");
-    send_json(ctx, skewed ? 503 : 200, skewed ? "Service Unavailable" : "OK",
-              body);
+    send_json(ctx, skewed ? 503 : 200, body);
 }
 
 static void
 serve_metrics(request_ctx *ctx)
 {
-    struct evbuffer *body = evbuffer_new();
+    struct evkeyvalq *out = evhttp_request_get_output_headers(ctx->req);
 
-    metrics_render(body);
-    evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
-                      "Content-Type", "text/plain; version=0.0.4");
-    evhttp_add_header(evhttp_request_get_output_headers(ctx->req),
-                      "X-Request-Id", ctx->request_id);
-    evhttp_send_reply(ctx->req, 200, "OK", body);
-    evbuffer_free(body);
-    request_done(ctx, 200);
+    metrics_render(evhttp_request_get_output_buffer(ctx->req));
+    evhttp_add_header(out, "Content-Type", "text/plain; version=0.0.4");
+    evhttp_add_header(out, "X-Request-Id", ctx->request_id);
+    send_answer(ctx, 200);
 }
 
 static bool
@@ -413,7 +413,7 @@ dispatch(request_ctx *ctx)
         fail(ctx, 400, REPLY_BAD_INPUT, ctx->rt.why);
         break;
     case ROUTE_HEALTHZ:
-        send_json(ctx, 200, "OK", "{\"status\":\"ok\"}");
+        send_json(ctx, 200, "{\"status\":\"ok\"}");
         break;
     case ROUTE_READYZ:
         serve_readyz(ctx);

@@ -1,5 +1,5 @@
-/* reply.h - answers to clients: request ids, and errors in the cloud's
- * JSON shape.
+/* reply.h - answers to clients: framing, request ids, and errors in the
+ * cloud's JSON shape.
  * SPDX-License-Identifier: MIT
  *
  * Errors look like the cloud's own, {"error_code", "error_msg",
@@ -54,13 +54,21 @@ void reply_etag(const char *body, size_t len, char *out);
  * If-None-Match uses. */
 bool reply_etag_matches(const char *if_none_match, const char *etag);
 
-/* Sends status with a JSON error body. code and msg are copied; msg must
- * not hold a secret. request_id is also sent as X-Request-Id. */
-void reply_error(struct evhttp_request *req, int status, const char *code,
-                 const char *msg, const char *request_id);
-
 /* Sets the headers every answer carries (X-Request-Id, and
  * Content-Type: application/json). */
 void reply_common_headers(struct evhttp_request *req, const char *request_id);
+
+/* Puts a JSON error body and the common headers into req's answer, for
+ * reply_send. code and msg are copied; msg must not hold a secret.
+ * request_id is also sent as X-Request-Id. */
+void reply_set_error(struct evhttp_request *req, const char *code,
+                     const char *msg, const char *request_id);
+
+/* Sends req's answer: the headers set so far and, as its body, what its
+ * output buffer holds. Every answer goes out this way, framed so that a
+ * kept-alive client stays in step whatever evhttp would do by itself:
+ * Content-Length is always set for a status that has a body, a HEAD
+ * answer carries GET's length but no body bytes. */
+void reply_send(struct evhttp_request *req, int status);
 
 #endif /* RECGATE_REPLY_H */

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+# Every answer is framed so that a kept-alive client stays in step: HEAD
+# gets the headers of GET, Content-Length included, and no body bytes.
+# Read from raw sockets, byte for byte, since http.client forgives what a
+# stricter client would trip over.
+
+import json
+import os
+import re
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+RECORD = "rec-success-1"
+# Headers that may differ between two answers to the same request.
+PER_ANSWER = ("date", "x-request-id")
+
+
+class RawConnection:
+    """One client connection: requests written as bytes, answers read as
+    bytes and parsed strictly (a status line, headers, then exactly
+    Content-Length body bytes unless the answer has none)."""
+
+    def __init__(self, gw, timeout=5):
+        self.sock = socket.create_connection((gw.host, gw.port), timeout)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, method, target, headers=None):
+        lines = ["%s %s HTTP/1.1" % (method, target), "Host: recgate"]
+        lines += ["%s: %s" % kv for kv in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed; unread: %r" % self.buf)
+        self.buf += data
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_answer(self, has_body=True):
+        """(status, lower-case headers, body).  has_body=False for an
+        answer to HEAD, or a 304: headers only, whatever they say."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        match = re.fullmatch(r"HTTP/1\.1 (\d{3}) .*", lines[0])
+        if not match:
+            raise AssertionError("not a status line: %r" % lines[0])
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise AssertionError("not a header line: %r" % line)
+            key = name.strip().lower()
+            if key in headers:
+                raise AssertionError("header %s twice" % key)
+            headers[key] = value.strip()
+        body = b""
+        if has_body:
+            if "content-length" not in headers:
+                raise AssertionError("answer without Content-Length: %r"
+                                     % head)
+            body = self._take(int(headers["content-length"]))
+        return int(match.group(1)), headers, body
+
+    def exchange(self, method, target, headers=None):
+        self.send(method, target, headers)
+        return self.read_answer(has_body=method != "HEAD")
+
+    def nothing_more(self, wait=0.3):
+        """True when no byte beyond the answers read so far arrives within
+        wait seconds (and the connection is still open)."""
+        if self.buf:
+            return False
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            return True
+        finally:
+            self.sock.settimeout(5)
+        self.buf += data
+        return False
+
+
+class HeadFraming(harness.RecgateTestCase):
+
+    def connect(self, gw):
+        conn = RawConnection(gw)
+        self.addCleanup(conn.close)
+        return conn
+
+    def assert_head_matches_get(self, conn, target, same_length=True):
+        """HEAD, then GET on the same connection: the HEAD answer has the
+        GET answer's status and headers, a Content-Length of the GET
+        body's length, and no body; the GET answer follows at once."""
+        h_status, h_headers, _ = conn.exchange("HEAD", target)
+        self.assertTrue(conn.nothing_more(),
+                        "HEAD %s: bytes after the headers: %r"
+                        % (target, conn.buf[:200]))
+        g_status, g_headers, g_body = conn.exchange("GET", target)
+
+        self.assertEqual(h_status, g_status, target)
+        self.assertIn("content-length", h_headers, target)
+        if same_length:
+            self.assertEqual(int(h_headers["content-length"]), len(g_body),
+                             target)
+        else:
+            self.assertGreater(int(h_headers["content-length"]), 0, target)
+        self.assertGreater(len(g_body), 0, target)
+        for name in PER_ANSWER:
+            self.assertIn(name, h_headers, target)
+        drop = PER_ANSWER + ("content-length", "x-cache")
+        self.assertEqual({k: v for k, v in h_headers.items() if k not in drop},
+                         {k: v for k, v in g_headers.items() if k not in drop},
+                         target)
+        self.assertTrue(conn.nothing_more(), target)
+        return h_headers, g_headers, g_body
+
+    def test_head_of_a_record_miss_then_hit(self):
+        """HEAD of a record not yet cached (MISS) and then cached (HIT),
+        each followed by a GET on one connection: Content-Length is the
+        record's length, no body bytes, and the GET reads cleanly."""
+        gw = self.start_recgate({"cache.ttl": "1h"})
+        conn = self.connect(gw)
+        path = harness.record_path(RECORD)
+        expected = harness.compact_json(harness.load_fixture(RECORD))
+
+        head, get, body = self.assert_head_matches_get(conn, path)
+        self.assertEqual(head["x-cache"], "MISS")
+        self.assertEqual(get["x-cache"], "HIT")
+        self.assertEqual(body, expected)
+        self.assertEqual(int(head["content-length"]), len(expected))
+
+        head, get, body = self.assert_head_matches_get(conn, path)
+        self.assertEqual((head["x-cache"], get["x-cache"]), ("HIT", "HIT"))
+        self.assertEqual(body, expected)
+        self.assertEqual(self.upstream_count(), 1)
+
+    def test_head_of_errors_and_small_routes(self):
+        """Errors (404 route, 400 id, the cloud's 404), /healthz, /readyz
+        and /metrics: HEAD carries the GET answer's headers with its
+        Content-Length and no body, and the GET answer follows on the
+        same kept-alive connection."""
+        gw = self.start_recgate()
+        targets = ["/no/such/route",
+                   harness.record_path("bad.id"),
+                   harness.record_path("rec-does-not-exist"),
+                   "/healthz", "/readyz"]
+        for target in targets:
+            with self.subTest(target=target):
+                self.assert_head_matches_get(self.connect(gw), target)
+        # Its counters move between the two requests, so only the
+        # presence of a length can be compared.
+        conn = self.connect(gw)
+        self.assert_head_matches_get(conn, "/metrics", same_length=False)
+
+        _, headers, body = conn.exchange("GET", "/no/such/route")
+        self.assertEqual(json.loads(body)["error_code"], "RECGATE.4040")
+        self.assertEqual(headers["content-type"], "application/json")
+
+    def test_not_modified_has_no_length_and_no_body(self):
+        """A 304 (HEAD or GET) has neither a Content-Length nor a body, and
+        the next answer on the connection reads cleanly."""
+        gw = self.start_recgate()
+        conn = self.connect(gw)
+        path = harness.record_path(RECORD)
+        _, headers, _ = conn.exchange("GET", path)
+        etag = {"If-None-Match": headers["etag"]}
+
+        for method in ("HEAD", "GET"):
+            conn.send(method, path, etag)
+            status, headers, _ = conn.read_answer(has_body=False)
+            self.assertEqual(status, 304, method)
+            self.assertNotIn("content-length", headers, method)
+            self.assertTrue(conn.nothing_more(), method)
+        status, _, body = conn.exchange("GET", "/healthz")
+        self.assertEqual((status, body), (200, b'{"status":"ok"}'))
+
+
+if __name__ == "__main__":
+    harness.main()
