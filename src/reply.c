@@ -5,12 +5,14 @@
 #include "recgate/reply.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static const char hex[] = "0123456789abcdef";
@@ -188,6 +190,25 @@ format_size(size_t n, char *out, size_t size)
     return p;
 }
 
+/* evhttp never closes a CONNECT's connection itself, not even after
+ * Connection: close (it keeps it for a tunnel). Once the answer has gone
+ * to the kernel, shutting the socket makes evhttp read end of file and
+ * free the connection; the client reads the answer, then end of file. */
+static void
+shut_after_answer(struct evhttp_request *req, void *arg)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    evutil_socket_t fd = -1;
+
+    (void)arg;
+    if (evcon != NULL) {
+        fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    }
+    if (fd >= 0) {
+        shutdown(fd, SHUT_RDWR);
+    }
+}
+
 void
 reply_send(struct evhttp_request *req, int status)
 {
@@ -198,7 +219,7 @@ reply_send(struct evhttp_request *req, int status)
     char digits[24];
 
     /* evhttp adds Content-Length only when it also sends the body, and
-     * leaves it out for HEAD: set it here, for both. */
+     * leaves it out for HEAD and CONNECT: set it here, for all three. */
     if (status_has_body(status)) {
         evhttp_add_header(out, "Content-Length",
                           format_size(len, digits, sizeof(digits)));
@@ -208,6 +229,14 @@ reply_send(struct evhttp_request *req, int status)
      * read those bytes as the start of its next answer. */
     if (method == EVHTTP_REQ_HEAD || !status_has_body(status)) {
         evbuffer_drain(body, len);
+    }
+
+    /* A client that sent CONNECT may take the connection for a tunnel
+     * whatever the status says: it ends after this answer. */
+    if (method == EVHTTP_REQ_CONNECT) {
+        evhttp_remove_header(out, "Connection");
+        evhttp_add_header(out, "Connection", "close");
+        evhttp_request_set_on_complete_cb(req, shut_after_answer, NULL);
     }
 
     evhttp_send_reply(req, status, reason_phrase(status), NULL);

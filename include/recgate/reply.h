@@ -68,7 +68,8 @@ void reply_set_error(struct evhttp_request *req, const char *code,
  * output buffer holds. Every answer goes out this way, framed so that a
  * kept-alive client stays in step whatever evhttp would do by itself:
  * Content-Length is always set for a status that has a body, a HEAD
- * answer carries GET's length but no body bytes. */
+ * answer carries GET's length but no body bytes, and a CONNECT (which
+ * evhttp would leave unframed) closes the connection. */
 void reply_send(struct evhttp_request *req, int status);
 
 #endif /* RECGATE_REPLY_H */

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Every answer is framed so that a kept-alive client stays in step: HEAD
-# gets the headers of GET, Content-Length included, and no body bytes.
+# gets the headers of GET, Content-Length included, and no body bytes; a
+# CONNECT gets a 405 with its Content-Length and the connection closed.
 # Read from raw sockets, byte for byte, since http.client forgives what a
 # stricter client would trip over.
 
@@ -92,6 +93,17 @@ class RawConnection:
             self.sock.settimeout(5)
         self.buf += data
         return False
+
+    def read_to_end(self, timeout=5):
+        """Every byte until the gateway closes the connection; raises
+        socket.timeout when it keeps it open."""
+        self.sock.settimeout(timeout)
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                out, self.buf = self.buf, b""
+                return out
+            self.buf += data
 
 
 class HeadFraming(harness.RecgateTestCase):
@@ -187,6 +199,45 @@ class HeadFraming(harness.RecgateTestCase):
             self.assertTrue(conn.nothing_more(), method)
         status, _, body = conn.exchange("GET", "/healthz")
         self.assertEqual((status, body), (200, b'{"status":"ok"}'))
+
+
+class ConnectFraming(harness.RecgateTestCase):
+
+    def connect_answer(self, target):
+        gw = self.start_recgate()
+        conn = RawConnection(gw)
+        self.addCleanup(conn.close)
+        conn.send("CONNECT", target)
+        status, headers, body = conn.read_answer()
+        try:
+            rest = conn.read_to_end()
+        except socket.timeout:
+            self.fail("the connection stayed open after the CONNECT answer")
+        self.assertEqual(rest, b"", "bytes after the answer")
+        self.assertEqual(self.upstream_count(), 0)
+        return status, headers, body
+
+    def test_connect_to_the_record_route_gets_405_and_close(self):
+        """CONNECT on a record path: 405 RECGATE.4050 with Allow, a
+        Content-Length equal to the body, Connection: close, and then the
+        gateway closes the connection."""
+        status, headers, body = self.connect_answer(
+            harness.record_path(RECORD))
+        self.assertErrorReply((status, headers, body), 405, "RECGATE.4050")
+        self.assertEqual(headers.get("allow"), "GET, HEAD")
+        self.assertEqual(int(headers["content-length"]), len(body))
+        self.assertEqual(headers.get("connection"), "close")
+        self.assertRegex(headers["x-request-id"], r"^[0-9a-f]{32}$")
+
+    def test_connect_to_a_host_is_framed_and_closed(self):
+        """The proxy form, CONNECT host:port: an error with a
+        Content-Length equal to the body and Connection: close."""
+        status, headers, body = self.connect_answer("localhost:443")
+        self.assertIn(status, (404, 405), body)
+        self.assertEqual(int(headers["content-length"]), len(body))
+        self.assertEqual(headers.get("connection"), "close")
+        self.assertIn(json.loads(body)["error_code"],
+                      ("RECGATE.4040", "RECGATE.4050"))
 
 
 if __name__ == "__main__":
