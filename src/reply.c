@@ -210,7 +210,7 @@ shut_after_answer(struct evhttp_request *req, void *arg)
 }
 
 void
-reply_send(struct evhttp_request *req, int status)
+reply_send(struct evhttp_request *req, int status, bool last)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     struct evbuffer *body = evhttp_request_get_output_buffer(req);
@@ -231,11 +231,14 @@ reply_send(struct evhttp_request *req, int status)
         evbuffer_drain(body, len);
     }
 
+    if (last || method == EVHTTP_REQ_CONNECT) {
+        evhttp_remove_header(out, "Connection");
+        evhttp_add_header(out, "Connection", "close");
+    }
+
     /* A client that sent CONNECT may take the connection for a tunnel
      * whatever the status says: it ends after this answer. */
     if (method == EVHTTP_REQ_CONNECT) {
-        evhttp_remove_header(out, "Connection");
-        evhttp_add_header(out, "Connection", "close");
         evhttp_request_set_on_complete_cb(req, shut_after_answer, NULL);
     }
 

@@ -200,11 +200,13 @@ request_done(request_ctx *ctx, int status)
     }
 }
 
-/* Every answer is sent here. */
+/* Every answer is sent here. While draining, each one is its
+ * connection's last, so that kept-alive clients stop reusing a
+ * connection that is about to go away. */
 static void
 send_answer(request_ctx *ctx, int status)
 {
-    reply_send(ctx->req, status);
+    reply_send(ctx->req, status, ctx->srv->draining);
     request_done(ctx, status);
 }
 
@@ -430,6 +432,18 @@ dispatch(request_ctx *ctx)
     }
 }
 
+/* Without a context there is no access line or count, but the answer
+ * is still framed, has an id, and ends the connection. */
+static void
+refuse_out_of_memory(server *srv, struct evhttp_request *req)
+{
+    char id[REPLY_ID_LEN + 1];
+
+    reply_new_id(&srv->ids, id);
+    reply_set_error(req, REPLY_UNAVAILABLE, "out of memory", id);
+    reply_send(req, 503, true);
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -437,7 +451,7 @@ on_request(struct evhttp_request *req, void *arg)
     request_ctx *ctx = calloc(1, sizeof(*ctx));
 
     if (ctx == NULL) {
-        evhttp_send_error(req, 503, "Out of memory");
+        refuse_out_of_memory(srv, req);
         return;
     }
     srv->in_flight++;

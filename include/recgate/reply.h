@@ -69,7 +69,9 @@ void reply_set_error(struct evhttp_request *req, const char *code,
  * kept-alive client stays in step whatever evhttp would do by itself:
  * Content-Length is always set for a status that has a body, a HEAD
  * answer carries GET's length but no body bytes, and a CONNECT (which
- * evhttp would leave unframed) closes the connection. */
-void reply_send(struct evhttp_request *req, int status);
+ * evhttp would leave unframed) closes the connection. With last, the
+ * answer says Connection: close and evhttp closes the connection once
+ * it is written. */
+void reply_send(struct evhttp_request *req, int status, bool last);
 
 #endif /* RECGATE_REPLY_H */

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 # Every answer is framed so that a kept-alive client stays in step: HEAD
 # gets the headers of GET, Content-Length included, and no body bytes; a
-# CONNECT gets a 405 with its Content-Length and the connection closed.
-# Read from raw sockets, byte for byte, since http.client forgives what a
-# stricter client would trip over.
+# CONNECT gets a 405 with its Content-Length and the connection closed;
+# answers sent while the gateway drains after SIGTERM say
+# Connection: close.  Read from raw sockets, byte for byte, since
+# http.client forgives what a stricter client would trip over.
 
 import json
 import os
 import re
+import signal
 import socket
 import sys
 
@@ -17,6 +19,7 @@ import harness  # noqa: E402
 RECORD = "rec-success-1"
 # Headers that may differ between two answers to the same request.
 PER_ANSWER = ("date", "x-request-id")
+STOP_LINE = "stopping: draining requests in flight"
 
 
 class RawConnection:
@@ -238,6 +241,53 @@ class ConnectFraming(harness.RecgateTestCase):
         self.assertEqual(headers.get("connection"), "close")
         self.assertIn(json.loads(body)["error_code"],
                       ("RECGATE.4040", "RECGATE.4050"))
+
+
+class DrainFraming(harness.RecgateTestCase):
+
+    LATENCY_MS = 2000
+
+    def test_answers_while_draining_say_connection_close(self):
+        """SIGTERM while a slow request is in flight on a kept-alive
+        connection: its answer is a 200 with Connection: close and the
+        connection is then closed; a request sent meanwhile on another
+        kept-alive connection is answered with Connection: close too."""
+        gw = self.start_recgate({"server.drain_timeout": "20s",
+                                 "upstream.timeout": "15s",
+                                 "server.request_timeout": "20s"})
+        slow, idle = RawConnection(gw), RawConnection(gw)
+        self.addCleanup(slow.close)
+        self.addCleanup(idle.close)
+        for conn in (slow, idle):
+            status, headers, _ = conn.exchange("GET", "/healthz")
+            self.assertEqual(status, 200)
+            self.assertNotIn("connection", headers, "not kept alive")
+
+        self.sim.fault(kind="latency", ms=self.LATENCY_MS, record=RECORD)
+        slow.send("GET", harness.record_path(RECORD))
+        self.assertTrue(harness.wait_for(
+            lambda: self.upstream_count(RECORD) == 1, 5, 0.02),
+            "the fetch did not reach the cloud")
+        gw.proc.send_signal(signal.SIGTERM)
+        self.assertTrue(harness.wait_for(
+            lambda: any(l.get("msg") == STOP_LINE for l in gw.log_lines()),
+            2, 0.01), "the drain did not begin")
+
+        status, headers, body = idle.exchange("GET", "/healthz")
+        self.assertEqual((status, body), (200, b'{"status":"ok"}'))
+        self.assertEqual(headers.get("connection"), "close")
+
+        status, headers, body = slow.read_answer()
+        self.assertEqual(status, 200, body)
+        self.assertEqual(headers.get("x-cache"), "MISS")
+        self.assertEqual(headers.get("connection"), "close")
+        for conn in (idle, slow):
+            try:
+                self.assertEqual(conn.read_to_end(), b"")
+            except socket.timeout:
+                self.fail("a connection stayed open after its answer "
+                          "said Connection: close")
+        self.assertEqual(gw.wait_exit(20), 0)
 
 
 if __name__ == "__main__":
