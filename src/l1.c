@@ -19,6 +19,8 @@ struct l1_entry {
     int refs;        /* the cache's own, plus each user's */
     unsigned hash;
     size_t size; /* what it counts against the budget */
+    int64_t filled_ms;
+    int64_t expires_ms; /* INT64_MAX: never */
     char key[ROUTE_PROJECT_LEN + 1 + ROUTE_RECORD_MAX + 1];
     char etag[ETAG_MAX];
     size_t len;
@@ -111,6 +113,23 @@ l1_destroy(l1_cache *c)
     free(c);
 }
 
+/* Past its expiry, or filled "later" than now: the clock was set back,
+ * and an entry of unknown age is safer fetched again than served. */
+static bool
+expired(const l1_entry *e, int64_t now_ms)
+{
+    return now_ms >= e->expires_ms || now_ms < e->filled_ms;
+}
+
+static int64_t
+expiry(int64_t now_ms, int64_t ttl_ms)
+{
+    if (ttl_ms <= 0 || ttl_ms > INT64_MAX - now_ms) {
+        return INT64_MAX;
+    }
+    return now_ms + ttl_ms;
+}
+
 static l1_entry *
 find(const l1_cache *c, const char *key, unsigned hash)
 {
@@ -126,7 +145,7 @@ find(const l1_cache *c, const char *key, unsigned hash)
 }
 
 l1_entry *
-l1_get(l1_cache *c, const char *project, const char *record)
+l1_get(l1_cache *c, const char *project, const char *record, int64_t now_ms)
 {
     char key[sizeof(((l1_entry *)0)->key)];
     l1_entry *e;
@@ -139,6 +158,10 @@ l1_get(l1_cache *c, const char *project, const char *record)
     if (e == NULL) {
         return NULL;
     }
+    if (expired(e, now_ms)) {
+        evict(c, e);
+        return NULL;
+    }
     if (TAILQ_FIRST(&c->lru) != e) {
         TAILQ_REMOVE(&c->lru, e, lru);
         TAILQ_INSERT_HEAD(&c->lru, e, lru);
@@ -147,35 +170,64 @@ l1_get(l1_cache *c, const char *project, const char *record)
     return e;
 }
 
-void
-l1_put(l1_cache *c, const char *project, const char *record, const char *body,
-       size_t len, const char *etag)
+/* A new entry holding a copy of body, or NULL when memory ran out. */
+static l1_entry *
+make_entry(const char *key, unsigned hash, const char *body, size_t len,
+           const char *etag, size_t size)
 {
-    size_t size = sizeof(l1_entry) + len + 1;
-    l1_entry *e;
-    char key[sizeof(((l1_entry *)0)->key)];
-    unsigned hash;
+    l1_entry *e = malloc(size);
 
-    make_key(key, sizeof(key), project, record);
-    hash = hash_key(key);
-    if (size > c->budget || key[0] == '\0' || find(c, key, hash) != NULL) {
-        return;
+    if (e == NULL) {
+        return NULL;
     }
-    while (c->used + size > c->budget && !TAILQ_EMPTY(&c->lru)) {
-        evict(c, TAILQ_LAST(&c->lru, l1_lru));
-    }
-
-    e = malloc(size);
-    e->owner = c;
+    e->owner = NULL;
     e->refs = 1;
     e->hash = hash;
     e->size = size;
-    memcpy(e->key, key, sizeof(key));
+    memcpy(e->key, key, sizeof(e->key));
     strncpy(e->etag, etag, sizeof(e->etag) - 1);
     e->etag[sizeof(e->etag) - 1] = '\0';
     e->len = len;
     memcpy(e->body, body, len);
     e->body[len] = '\0';
+    return e;
+}
+
+void
+l1_put(l1_cache *c, const char *project, const char *record, const char *body,
+       size_t len, const char *etag, int64_t now_ms, int64_t ttl_ms)
+{
+    size_t size = sizeof(l1_entry) + len + 1;
+    char key[sizeof(((l1_entry *)0)->key)];
+    l1_entry *old;
+    l1_entry *e;
+    unsigned hash;
+
+    make_key(key, sizeof(key), project, record);
+    hash = hash_key(key);
+    if (size > c->budget || key[0] == '\0') {
+        return;
+    }
+    old = find(c, key, hash);
+    if (old != NULL && !expired(old, now_ms)) {
+        return;
+    }
+
+    /* Made before anything is evicted: without memory the cache stays
+     * as it was, and the record is simply not kept. */
+    e = make_entry(key, hash, body, len, etag, size);
+    if (e == NULL) {
+        return;
+    }
+    e->owner = c;
+    e->filled_ms = now_ms;
+    e->expires_ms = expiry(now_ms, ttl_ms);
+    if (old != NULL) {
+        evict(c, old);
+    }
+    while (c->used + size > c->budget && !TAILQ_EMPTY(&c->lru)) {
+        evict(c, TAILQ_LAST(&c->lru, l1_lru));
+    }
 
     LIST_INSERT_HEAD(&c->buckets[hash & (c->n_buckets - 1)], e, chain);
     TAILQ_INSERT_HEAD(&c->lru, e, lru);

@@ -6,11 +6,16 @@
  * costs no JSON work and no Redis round trip. Entries are reference
  * counted: an answer still being written keeps its bytes alive after the
  * entry was evicted.
+ *
+ * Each entry lives cache.ttl from when it was filled, as the record does
+ * in Redis. Times are milliseconds on a clock of the caller's choosing,
+ * passed in, so that a hit need not read a clock of its own.
  */
 #ifndef RECGATE_L1_H
 #define RECGATE_L1_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct l1_cache l1_cache;
 typedef struct l1_entry l1_entry;
@@ -23,14 +28,19 @@ l1_cache *l1_create(size_t budget);
 void l1_destroy(l1_cache *c);
 
 /* The entry for a record, with a reference the caller must release, or
- * NULL. Marks it most recently used. */
-l1_entry *l1_get(l1_cache *c, const char *project, const char *record);
+ * NULL. Marks it most recently used. An entry expired at now_ms (or
+ * filled after it: the clock went back) is evicted and not returned. */
+l1_entry *l1_get(l1_cache *c, const char *project, const char *record,
+                 int64_t now_ms);
 
-/* Stores a copy of a finished record's body with its ETag, evicting the
- * least recently used entries to stay in budget. A record already held,
- * or larger than the whole budget, is left as it is. */
+/* Stores a copy of a finished record's body with its ETag, filled at
+ * now_ms and expiring ttl_ms later (0: never), evicting the least
+ * recently used entries to stay in budget. A record already held and
+ * not expired, or larger than the whole budget, is left as it is; so is
+ * the cache when memory runs out. */
 void l1_put(l1_cache *c, const char *project, const char *record,
-            const char *body, size_t len, const char *etag);
+            const char *body, size_t len, const char *etag, int64_t now_ms,
+            int64_t ttl_ms);
 
 const char *l1_entry_body(const l1_entry *e, size_t *len);
 const char *l1_entry_etag(const l1_entry *e);
