@@ -112,11 +112,13 @@ too_long(const cache *c, size_t len)
            (unsigned long long)c->cfg->upstream_max_body;
 }
 
-/* Why value is not what cache_put would have stored for record, or NULL
- * when it is: a finished record of that id, already in normal form (the
- * normalizer's output normalizes to itself), within upstream.max_body. */
+/* Why value is not what recgate itself would have written for record, or
+ * NULL when it is: a record of that id, finished or not as said, already
+ * in normal form (the normalizer's output normalizes to itself), within
+ * upstream.max_body. */
 static const char *
-why_unfit(const cache *c, const char *record, const char *value, size_t len)
+why_unfit(const cache *c, const char *record, const char *value, size_t len,
+          bool finished)
 {
     record_result rec = {0};
     const char *why = NULL;
@@ -131,8 +133,8 @@ why_unfit(const cache *c, const char *record, const char *value, size_t len)
         return why;
     }
 
-    if (!rec.terminal) {
-        why = "status is not terminal";
+    if (rec.terminal != finished) {
+        why = finished ? "status is not terminal" : "status is terminal";
     } else if (rec.len != len || memcmp(rec.json, value, len) != 0) {
         why = "not in normal form";
     }
@@ -153,7 +155,19 @@ bool
 cache_value_ok(const cache *c, const char *project, const char *record,
                const char *value, size_t len)
 {
-    const char *why = why_unfit(c, record, value, len);
+    const char *why = why_unfit(c, record, value, len, true);
+
+    if (why != NULL) {
+        report_bad_value(project, record, why);
+    }
+    return why == NULL;
+}
+
+bool
+cache_published_ok(const cache *c, const char *project, const char *record,
+                   const char *value, size_t len, bool finished)
+{
+    const char *why = why_unfit(c, record, value, len, finished);
 
     if (why != NULL) {
         report_bad_value(project, record, why);

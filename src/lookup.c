@@ -935,7 +935,12 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
             .upstream_id =
                 json_string_value(json_object_get(msg, "upstream_id")),
         };
-        if ((a.status == 200 && a.body != NULL) ||
+        /* Anyone who can write to Redis can publish: a record handed to
+         * waiters (and, when finished, kept in L1) must be one that
+         * recgate itself would have sent. */
+        if ((a.status == 200 && a.body != NULL &&
+             cache_published_ok(lk->cache, project, colon + 1, a.body, a.len,
+                                a.finished)) ||
             (a.status != 200 && a.error_code && a.error_msg)) {
             answer_all(f, &a, true);
         }

@@ -50,6 +50,12 @@ void cache_get(cache *c, const char *project, const char *record,
 bool cache_value_ok(const cache *c, const char *project, const char *record,
                     const char *value, size_t len);
 
+/* The same check for a record another process published to the waiters
+ * of its fetch: finished says whether it claims to be finished, and the
+ * record's status must agree. */
+bool cache_published_ok(const cache *c, const char *project, const char *record,
+                        const char *value, size_t len, bool finished);
+
 /* Stores a finished record with the configured TTL. */
 void cache_put(cache *c, const char *project, const char *record,
                const char *value, size_t len);
