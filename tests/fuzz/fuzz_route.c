@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "recgate/route.h"
 
@@ -67,30 +68,47 @@ all_record_chars(const char *s, size_t len)
     return 1;
 }
 
-/* A record route: both ids well-formed, and the path is exactly the
- * cloud's path built from them, so neither was decoded or altered. */
+/* True when s (n bytes) has no upper-case letter. */
+static int
+all_lower(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] >= 'A' && s[i] <= 'Z') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A record route: both ids well-formed, the project id lower-cased, and
+ * the path is exactly the cloud's path built from them but for the
+ * project id's case, so neither was decoded or otherwise altered. */
 static void
 check_record(const char *target, size_t path_len, const route *r)
 {
     size_t plen = strnlen(r->project_id, sizeof(r->project_id));
     size_t rlen = strnlen(r->record_id, sizeof(r->record_id));
+    const size_t project_at = 4; /* after "/v2/" */
     char expect[128];
     int n;
 
     CHECK(plen == ROUTE_PROJECT_LEN);
     CHECK(all_hex(r->project_id, plen));
+    CHECK(all_lower(r->project_id, plen));
     CHECK(rlen >= 1 && rlen <= ROUTE_RECORD_MAX);
     CHECK(all_record_chars(r->record_id, rlen));
     CHECK(route_valid_project(r->project_id, plen));
     CHECK(route_valid_record(r->record_id, rlen));
 
-    CHECK(strstr(target, r->project_id) != NULL);
     CHECK(strstr(target, r->record_id) != NULL);
 
     n = snprintf(expect, sizeof(expect), "/v2/%s" RECORDS_PATH_MID "%s",
                  r->project_id, r->record_id);
     CHECK(n > 0 && (size_t)n == path_len);
-    CHECK(memcmp(target, expect, path_len) == 0);
+    CHECK(memcmp(target, expect, project_at) == 0);
+    CHECK(strncasecmp(target + project_at, expect + project_at, plen) == 0);
+    CHECK(memcmp(target + project_at + plen, expect + project_at + plen,
+                 path_len - project_at - plen) == 0);
 }
 
 /* A fixed route is returned for its exact path, and only for it. */
