@@ -5,12 +5,14 @@
 #include <getopt.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "recgate/access.h"
 #include "recgate/clock.h"
 #include "recgate/config.h"
 #include "recgate/listen_probe.h"
@@ -19,6 +21,7 @@
 #include "recgate/selfcheck.h"
 #include "recgate/server.h"
 #include "recgate/supervisor.h"
+#include "recgate/upstream.h"
 
 #define DEFAULT_CONFIG "conf/recgate.conf"
 
@@ -304,6 +307,29 @@ raise_fd_limit(const config *cfg)
     }
 }
 
+/* The files the config names must be usable too, or --check-config would
+ * say yes to a gateway that then cannot start: the CA bundle and the
+ * tokens file are read as a start reads them. */
+static bool
+files_usable(const config *cfg)
+{
+    char err[512];
+    access_list *tokens;
+    bool ok = true;
+
+    if (upstream_check_tls(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        ok = false;
+    }
+    tokens = access_create(cfg, err, sizeof(err));
+    if (tokens == NULL) {
+        fprintf(stderr, "%s\n", err);
+        ok = false;
+    }
+    access_destroy(tokens);
+    return ok;
+}
+
 /* --check-config reports problems as plain text for the person running
  * it; a serving gateway reports them as JSON log lines. */
 static config *
@@ -316,6 +342,10 @@ load_config(const options *opt)
 
     if (opt->check_only) {
         cfg = config_load(opt->config_path, stderr);
+        if (cfg != NULL && !files_usable(cfg)) {
+            config_destroy(cfg);
+            cfg = NULL;
+        }
         if (cfg == NULL) {
             fprintf(stderr, "recgate: the configuration is not valid\n");
         }

@@ -139,6 +139,15 @@ make_tls_context(const config *cfg, char *err, size_t err_size)
     return ctx;
 }
 
+int
+upstream_check_tls(const config *cfg, char *err, size_t err_size)
+{
+    SSL_CTX *ctx = make_tls_context(cfg, err, err_size);
+
+    SSL_CTX_free(ctx);
+    return ctx != NULL ? 0 : -1;
+}
+
 upstream *
 upstream_create(struct event_base *base, const config *cfg, char *err,
                 size_t err_size)

@@ -47,6 +47,11 @@ typedef void (*upstream_cb)(const upstream_result *res, void *arg);
 upstream *upstream_create(struct event_base *base, const config *cfg, char *err,
                           size_t err_size);
 
+/* Checks that TLS can be set up from cfg (the CA file is readable and
+ * holds certificates), as upstream_create would. Returns 0, or -1 after
+ * writing the reason into err. */
+int upstream_check_tls(const config *cfg, char *err, size_t err_size);
+
 /* Frees the pool; fetches still in flight are dropped without callback. */
 void upstream_destroy(upstream *u);
 

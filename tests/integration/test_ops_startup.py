@@ -138,6 +138,34 @@ class OpsStartup(harness.RecgateTestCase):
         self.assertEqual(code, 1, (out, err))
         self.assertIn("bogus", err)
 
+    def test_check_config_reads_the_files_it_names(self):
+        """A CA bundle or tokens file that a start could not read, and a
+        directory as the config file: --check-config exits 1 naming it,
+        as the start itself would refuse."""
+        missing = os.path.join(self.workdir, "no-such-file")
+        not_pem = self.write("not-a-ca.pem", {}, "this is no certificate\n")
+        cases = {
+            "ca missing": (dict(self.valid_config(),
+                                **{"upstream.ca_file": missing}), missing),
+            "ca not PEM": (dict(self.valid_config(),
+                                **{"upstream.ca_file": not_pem}), not_pem),
+            "tokens missing": (dict(self.valid_config(),
+                                    **{"access.tokens_file": missing}),
+                               missing),
+            "tokens a directory": (dict(self.valid_config(),
+                                        **{"access.tokens_file":
+                                           self.workdir}), self.workdir),
+        }
+        for name, (cfg, named) in cases.items():
+            with self.subTest(case=name):
+                code, out, err = self.check_config(
+                    self.write("files.conf", cfg))
+                self.assertEqual(code, 1, (out, err))
+                self.assertIn(named, err)
+        code, out, err = self.check_config(self.workdir)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("directory", err)
+
     def test_serving_gateway_refuses_a_bad_config(self):
         """recgate -c bad.conf (serving, not --check-config) exits
         non-zero, and every stderr line is a JSON object naming the
