@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -209,6 +210,23 @@ shut_after_answer(struct evhttp_request *req, void *arg)
     }
 }
 
+/* The Date header's value (IMF-fixdate), made once a second: it is the
+ * same for every answer within it. */
+static const char *
+http_date(void)
+{
+    static char text[40];
+    static time_t made_at = -1;
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now != made_at && gmtime_r(&now, &tm) != NULL) {
+        strftime(text, sizeof(text), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        made_at = now;
+    }
+    return text;
+}
+
 void
 reply_send(struct evhttp_request *req, int status, bool last)
 {
@@ -217,6 +235,9 @@ reply_send(struct evhttp_request *req, int status, bool last)
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     size_t len = evbuffer_get_length(body);
     char digits[24];
+
+    /* evhttp would format the date anew for every answer. */
+    evhttp_add_header(out, "Date", http_date());
 
     /* evhttp adds Content-Length only when it also sends the body, and
      * leaves it out for HEAD and CONNECT: set it here, for all three. */
