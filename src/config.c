@@ -65,7 +65,7 @@ static const opt options[] = {
     {"upstream", "keepalive", OPT_INT, "16", F(upstream_keepalive), 0, 1024},
     {"upstream", "queue_timeout", OPT_DURATION, "2s",
      F(upstream_queue_timeout_ms), 0, 600000},
-    {"upstream", "queue_size", OPT_INT, "1000", F(upstream_queue_size), 0,
+    {"upstream", "queue_size", OPT_INT, "1000", F(upstream_queue_size), 1,
      1000000},
     {"upstream", "max_in_flight", OPT_INT, "256", F(upstream_max_in_flight), 1,
      100000},
@@ -382,6 +382,25 @@ read_secret_file(load_state *st, const char *path, char **field)
     return 0;
 }
 
+/* A credential goes into a request header (the AK, the token) or an
+ * HMAC key: a control character, a stray line break from a secret file
+ * included, would make every upstream request fail, or break the header
+ * apart. The value itself is never printed. */
+static void
+check_printable(load_state *st, const char *name, const char *value)
+{
+    if (value == NULL) {
+        return;
+    }
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            fprintf(st->err, "%s holds a control character\n", name);
+            st->errors++;
+            return;
+        }
+    }
+}
+
 static void
 load_credentials(load_state *st)
 {
@@ -415,6 +434,9 @@ load_credentials(load_state *st)
                          "or credentials.sk_file)\n");
         st->errors++;
     }
+    check_printable(st, "credentials.ak", cfg->ak);
+    check_printable(st, "credentials.sk", cfg->sk);
+    check_printable(st, "credentials.security_token", cfg->security_token);
 }
 
 /* Splits "host:port" or "[v6]:port" into its parts. Returns 0, or -1. */
@@ -823,6 +845,9 @@ config_print(const config *cfg, FILE *out)
 static const char *const restart_only[] = {
     "server.listen",
     "server.workers",
+    "server.keepalive_timeout", /* set on the HTTP front end at start */
+    "server.max_header_size",
+    "upstream.max_body", /* kept-alive upstream links keep the old one */
     "upstream.region",
     "upstream.endpoint",
     "upstream.ca_file",
@@ -833,6 +858,7 @@ static const char *const restart_only[] = {
     "redis.key_prefix",
     "cache.terminal_statuses",
     "cache.l1_bytes",
+    "log.flush_interval", /* the flush timer is made at start */
 };
 
 static bool

@@ -104,13 +104,38 @@ log_config_problems(char *text)
 
 /* Reads the config file again; the live config takes the new values of
  * keys that can change while running. */
+/* A reload that names a tokens file recgate cannot use is refused as a
+ * whole: taking the rest would turn tokens on in the config but keep the
+ * old list, which may have required none, so the gateway would be open
+ * while the config says it is closed. */
+static bool
+tokens_usable(const char *path, FILE *err)
+{
+    config *fresh = config_load(path, err);
+    access_list *tokens;
+    char why[512];
+
+    if (fresh == NULL) {
+        return true; /* config_reload reports the config's own problems */
+    }
+    tokens = access_create(fresh, why, sizeof(why));
+    if (tokens == NULL) {
+        fprintf(err, "%s\n", why);
+    }
+    access_destroy(tokens);
+    config_destroy(fresh);
+    return tokens != NULL;
+}
+
 static void
 reload_config(app *a)
 {
     char *problems = NULL;
     size_t size = 0;
     FILE *err = open_memstream(&problems, &size);
-    int changed = config_reload(a->cfg, a->config_path, err);
+    int changed = tokens_usable(a->config_path, err)
+                      ? config_reload(a->cfg, a->config_path, err)
+                      : -1;
 
     fclose(err);
     if (changed < 0) {

@@ -261,6 +261,45 @@ class SafeTokens(harness.RecgateTestCase):
         self.assertEqual(gw.proc.pid, pid)
         return gw
 
+    def test_reload_turning_tokens_on_with_a_bad_file_is_refused(self):
+        """A gateway without tokens, SIGHUP with a config that names a
+        tokens file it cannot parse: the reload is refused as a whole
+        (error logged), so the config in effect stays the one without
+        tokens rather than a config that says tokens while none are
+        checked. Fixed, the next SIGHUP turns tokens on: no token is 401,
+        a listed one 200."""
+        gw = self.start_recgate({"cache.l1_bytes": "0",
+                                 "access.tokens_file": None})
+        path = harness.record_path(RECORD)
+        self.assertEqual(gw.get(path)[0], 200)
+        self.write_tokens("%s %s , %s\n" % (TOKEN_ALL, ALLOWED, OTHER))
+        lines_before = len(gw.log_lines())
+
+        gw.config["access.tokens_file"] = self.tokens_path
+        with open(gw.conf_path, "w") as f:
+            f.write(harness._ini(gw.config))
+        gw.proc.send_signal(signal.SIGHUP)
+        refused = harness.wait_for(
+            lambda: [l for l in gw.log_lines()[lines_before:]
+                     if l.get("msg", "").startswith("reload refused")],
+            RELOAD_WAIT_S, 0.1)
+        self.assertTrue(refused, "the reload was not refused")
+        self.assertFalse([l for l in gw.log_lines()[lines_before:]
+                          if l.get("msg") == "reload: new value in effect"
+                          and l.get("key") == "access.tokens_file"])
+
+        self.write_tokens(tokens_text(TOKEN_ALL))
+        lines_before = len(gw.log_lines())
+        gw.proc.send_signal(signal.SIGHUP)
+        reloaded = harness.wait_for(
+            lambda: [l for l in gw.log_lines()[lines_before:]
+                     if l.get("msg") == "configuration reloaded"],
+            RELOAD_WAIT_S, 0.1)
+        self.assertTrue(reloaded, "the fixed config was not reloaded")
+        time.sleep(0.3)
+        self.assert_refused(gw.get(path), 401)
+        self.assertEqual(gw.get(path, self.bearer(TOKEN_ALL))[0], 200)
+
     def test_missing_tokens_file_keeps_old_tokens(self):
         """The tokens file deleted, then SIGHUP: the old tokens still work
         and the gateway logs that it kept them."""

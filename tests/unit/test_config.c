@@ -157,6 +157,25 @@ test_bad_values_are_reported(void **state)
     assert_non_null(strstr(errors, "credentials.ak is not set"));
 }
 
+/* A line break in the AK (from the environment, say) would split the
+ * Authorization header; a queue of 0 would refuse every miss. */
+static void
+test_control_characters_and_empty_queue_are_refused(void **state)
+{
+    char errors[1024] = "";
+    config *cfg;
+
+    (void)state;
+    setenv("HUAWEICLOUD_SDK_AK", "AK\r\nX-Injected: 1", 1);
+    cfg = load("[credentials]\nsk = S\n[upstream]\nqueue_size = 0\n", errors,
+               sizeof(errors));
+    unsetenv("HUAWEICLOUD_SDK_AK");
+    assert_null(cfg);
+    assert_non_null(strstr(errors, "credentials.ak holds a control"));
+    assert_null(strstr(errors, "X-Injected"));
+    assert_non_null(strstr(errors, "upstream.queue_size"));
+}
+
 static void
 test_non_finite_numbers_are_refused(void **state)
 {
@@ -282,6 +301,8 @@ main(void)
         cmocka_unit_test_setup(test_environment_overrides_the_file, clear_env),
         cmocka_unit_test_setup(test_bad_values_are_reported, clear_env),
         cmocka_unit_test_setup(test_non_finite_numbers_are_refused, clear_env),
+        cmocka_unit_test_setup(
+            test_control_characters_and_empty_queue_are_refused, clear_env),
         cmocka_unit_test_setup(test_print_masks_secrets, clear_env),
         cmocka_unit_test_setup(test_project_allowlist, clear_env),
         cmocka_unit_test_setup(test_project_allowlist_items_are_checked,
