@@ -13,6 +13,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "recgate/log.h"
+
 #define TOKEN_MAX 256
 
 typedef struct {
@@ -92,6 +94,11 @@ load_tokens(access_list *acl, const char *path, char *err, size_t err_size)
                  path);
         fclose(f);
         return -1;
+    }
+    /* Its tokens are secrets, as the credentials are. */
+    if (sb.st_mode & S_IROTH) {
+        log_msg(LOG_WARN, "tokens file is readable by other users", "path",
+                path);
     }
     while (fgets(line, sizeof(line), f) != NULL) {
         lineno++;

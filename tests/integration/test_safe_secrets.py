@@ -190,6 +190,20 @@ class SafeSecrets(harness.RecgateTestCase):
                          gw.log_text())
         self.assertNotIn(AK, gw.log_text())
 
+    def test_world_readable_tokens_file_is_warned_about(self):
+        """access.tokens_file with mode 0644: a warn line naming the file,
+        never a token."""
+        token = "tok-readable-5e0c2a9b7d4f1e8a"
+        harness.note_secret("client_token", token)
+        path = self.write("tokens-644", token + "\n", 0o644)
+        gw = self.start_recgate({"access.tokens_file": path})
+        self.assertEqual(gw.get(harness.record_path("rec-success-1"), {
+            "Authorization": "Bearer " + token})[0], 200)
+        warnings = self.file_warnings(gw, path)
+        self.assertTrue(warnings, gw.log_text())
+        self.assertIn("readable", warnings[0]["msg"])
+        self.assertNotIn(token, gw.log_text())
+
     def test_private_sk_file_is_not_warned_about(self):
         """credentials.sk_file with mode 0600 (and 0640: group only): no
         warning."""
