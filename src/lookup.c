@@ -46,6 +46,13 @@
 #define LEASE_MARGIN_MS 1000
 #define RETRY_BACKOFF_CAP_MS 2000
 #define CREDENTIAL_LOG_INTERVAL_S 60
+#define FORGED_LOG_INTERVAL_S 60
+/* The longest texts an error answer carries (passed_through) and
+ * publishes: a message with longer ones was not sent by recgate. */
+#define ERROR_CODE_MAX 64
+#define ERROR_MSG_MAX 512
+#define RETRY_AFTER_DIGITS_MAX 5
+#define UPSTREAM_ID_MAX 128
 
 static const char release_script[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
@@ -127,6 +134,7 @@ struct lookup {
     int fetching; /* fetches queued for a token or under way */
     size_t done_prefix_len;
     time_t credentials_logged;
+    time_t forged_logged;
     LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
     LIST_HEAD(, flight) all_flights;
     LIST_HEAD(, held_answer) held;
@@ -489,8 +497,8 @@ passed_through(const upstream_result *res, lookup_answer *a, json_t **doc)
     *doc = json_loadb(res->body, res->body_len, 0, NULL);
     code = json_string_value(json_object_get(*doc, "error_code"));
     msg = json_string_value(json_object_get(*doc, "error_msg"));
-    if (code != NULL && msg != NULL && strlen(code) <= 64 &&
-        strlen(msg) <= 512) {
+    if (code != NULL && msg != NULL && strlen(code) <= ERROR_CODE_MAX &&
+        strlen(msg) <= ERROR_MSG_MAX) {
         a->error_code = code;
         a->error_msg = msg;
     }
@@ -887,7 +895,117 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
                  "no answer within server.request_timeout", NULL);
 }
 
-/* A result published by the process that fetched. */
+/* The statuses other than 200 that this file publishes (answer_error,
+ * error_answer, on_admitted, become_fetcher). */
+static bool
+published_status_ok(json_int_t status)
+{
+    switch (status) {
+    case 400:
+    case 404:
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* A text of a message: absent (NULL), or a string of at most max bytes.
+ * Returns false when present but something else. */
+static bool
+message_text(const json_t *msg, const char *key, size_t max, const char **out)
+{
+    const json_t *v = json_object_get(msg, key);
+
+    *out = NULL;
+    if (v == NULL) {
+        return true;
+    }
+    if (!json_is_string(v) || json_string_length(v) > max) {
+        return false;
+    }
+    *out = json_string_value(v);
+    return true;
+}
+
+static bool
+all_digits(const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+    }
+    return *text != '\0';
+}
+
+/* An error answer that recgate itself could have published: one of its
+ * statuses, texts as long as those it sends at most, a Retry-After of a
+ * few digits. Anything else would reach the client as it stands. */
+static bool
+error_message_ok(const json_t *msg, lookup_answer *a)
+{
+    json_int_t status = json_integer_value(json_object_get(msg, "status"));
+
+    if (!json_is_integer(json_object_get(msg, "status")) ||
+        !published_status_ok(status) ||
+        !message_text(msg, "error_code", ERROR_CODE_MAX, &a->error_code) ||
+        !message_text(msg, "error_msg", ERROR_MSG_MAX, &a->error_msg) ||
+        !message_text(msg, "retry_after", RETRY_AFTER_DIGITS_MAX,
+                      &a->retry_after) ||
+        a->error_code == NULL || a->error_msg == NULL ||
+        (a->retry_after != NULL && !all_digits(a->retry_after))) {
+        return false;
+    }
+    a->status = (int)status;
+    return true;
+}
+
+/* A record that recgate itself would have sent for that id: a record
+ * handed to waiters (and, when finished, kept in L1) is served as it is. */
+static bool
+record_message_ok(lookup *lk, const char *project, const char *record,
+                  const json_t *msg, lookup_answer *a)
+{
+    const json_t *body = json_object_get(msg, "body");
+
+    if (json_integer_value(json_object_get(msg, "status")) != 200 ||
+        !json_is_integer(json_object_get(msg, "status")) ||
+        !json_is_string(body)) {
+        return false;
+    }
+    a->status = 200;
+    a->body = json_string_value(body);
+    a->len = json_string_length(body);
+    a->finished = json_is_true(json_object_get(msg, "finished"));
+    return cache_published_ok(lk->cache, project, record, a->body, a->len,
+                              a->finished);
+}
+
+static void
+log_forged_message(lookup *lk, const char *project, const char *record)
+{
+    log_line line;
+
+    metrics_inc(METRIC_REDIS_ERRORS);
+    if (!log_once_per(&lk->forged_logged, FORGED_LOG_INTERVAL_S)) {
+        return;
+    }
+    log_begin(&line, LOG_WARN,
+              "ignored a published result recgate would "
+              "not have sent");
+    log_str(&line, "project_id", project);
+    log_str(&line, "record_id", record);
+    log_end(&line);
+}
+
+/* A result published by the process that fetched. Anyone who can write
+ * to Redis can publish: a message that is not one recgate could have
+ * sent is ignored, and the waiter goes on waiting and polling, fetching
+ * itself once the lease has expired. */
 static void
 on_message(const char *channel, const char *payload, size_t len, void *arg)
 {
@@ -898,6 +1016,7 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
     const char *owner;
     json_t *msg;
     flight *f;
+    lookup_answer a = {.cache = "miss"};
 
     if (strlen(channel) < lk->done_prefix_len || colon == NULL ||
         colon - key != ROUTE_PROJECT_LEN) {
@@ -917,33 +1036,18 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
 
     msg = json_loadb(payload, len, 0, NULL);
     owner = json_string_value(json_object_get(msg, "owner"));
-    if (json_integer_value(json_object_get(msg, "status")) > 0 &&
-        (owner == NULL || strcmp(owner, lk->owner) != 0)) {
-        json_t *body = json_object_get(msg, "body");
-        lookup_answer a = {
-            .status = (int)json_integer_value(json_object_get(msg, "status")),
-            .cache = "miss",
-            .body = json_string_value(body),
-            .len = json_string_length(body),
-            .finished = json_is_true(json_object_get(msg, "finished")),
-            .error_code = json_string_value(json_object_get(msg, "error_code")),
-            .error_msg = json_string_value(json_object_get(msg, "error_msg")),
-            .retry_after =
-                json_string_value(json_object_get(msg, "retry_after")),
-            .upstream_ms =
-                json_number_value(json_object_get(msg, "upstream_ms")),
-            .upstream_id =
-                json_string_value(json_object_get(msg, "upstream_id")),
-        };
-        /* Anyone who can write to Redis can publish: a record handed to
-         * waiters (and, when finished, kept in L1) must be one that
-         * recgate itself would have sent. */
-        if ((a.status == 200 && a.body != NULL &&
-             cache_published_ok(lk->cache, project, colon + 1, a.body, a.len,
-                                a.finished)) ||
-            (a.status != 200 && a.error_code && a.error_msg)) {
-            answer_all(f, &a, true);
-        }
+    if (owner != NULL && strcmp(owner, lk->owner) == 0) {
+        json_decref(msg);
+        return;
+    }
+
+    if (record_message_ok(lk, project, colon + 1, msg, &a) ||
+        (a.status != 200 && error_message_ok(msg, &a))) {
+        a.upstream_ms = json_number_value(json_object_get(msg, "upstream_ms"));
+        message_text(msg, "upstream_id", UPSTREAM_ID_MAX, &a.upstream_id);
+        answer_all(f, &a, true);
+    } else {
+        log_forged_message(lk, project, colon + 1);
     }
     json_decref(msg);
 }
