@@ -63,11 +63,16 @@ static const char release_script[] =
 /* KEYS[1] the record, KEYS[2] its lease; ARGV[1] the owner, ARGV[2] the
  * lease's lifetime, ARGV[3] the longest record worth reading ("0" when
  * the stored value is known to be bad: the lease is taken over it). A
- * longer value is not sent over, only fetched anew and overwritten. */
+ * longer value is not sent over, only fetched anew and overwritten.
+ * recgate always gives a lease an expiry: one without (PTTL -1, written
+ * by hand) would never end, so it is taken as abandoned and taken over. */
 static const char lease_script[] =
     "local n = redis.call('STRLEN', KEYS[1])\n"
     "if n > 0 and n <= tonumber(ARGV[3]) then\n"
     "  return {1, redis.call('GET', KEYS[1])}\n"
+    "end\n"
+    "if redis.call('PTTL', KEYS[2]) == -1 then\n"
+    "  redis.call('DEL', KEYS[2])\n"
     "end\n"
     "if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
     "  return {2}\n"
@@ -560,7 +565,8 @@ error_answer(flight *f, const upstream_result *res, lookup_answer *a,
     }
 }
 
-/* Seconds in a Retry-After header (delay-seconds form), at least 1. */
+/* Seconds in a Retry-After header (delay-seconds form), at least 1 and
+ * at most the longest pause. */
 static int64_t
 retry_after_ms(const char *header)
 {
@@ -569,8 +575,8 @@ retry_after_ms(const char *header)
     if (s < 1) {
         s = 1;
     }
-    if (s > 3600) {
-        s = 3600;
+    if (s > RATELIMIT_PAUSE_MAX_MS / 1000) {
+        s = RATELIMIT_PAUSE_MAX_MS / 1000;
     }
     return (int64_t)s * 1000;
 }

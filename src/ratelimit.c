@@ -19,11 +19,25 @@
  * waiters of several replicas do not all wake at the same millisecond. */
 #define RETRY_JITTER_MS 15
 
-/* KEYS[1] the bucket, KEYS[2] the cloud's pause; ARGV rate/s and burst.
- * Returns {1, 0} when a token was taken, else {0, ms until one may be}.
- * The time is the Redis server's, the one clock every replica shares. */
+/* KEYS[1] the bucket, KEYS[2] the cloud's pause; ARGV rate/s, burst and
+ * the longest pause. Returns {1, 0} when a token was taken, else {0, ms
+ * until one may be}. The time is the Redis server's, the one clock every
+ * replica shares.
+ *
+ * What is stored is not trusted. A pause longer than the cap recgate
+ * puts on the cloud's Retry-After is cut to the cap. A bucket time in
+ * the future (the Redis clock stepped back, a failover to a server whose
+ * clock is behind) is taken as now, else refill would stop until then.
+ * Tokens or a time that are not finite numbers, or tokens outside [0,
+ * burst], reset the bucket to full, as when it has expired: at most
+ * burst requests go through at once, and no spurious 429s. */
 static const char bucket_script[] =
+    "local cap = tonumber(ARGV[3])\n"
     "local pause = redis.call('PTTL', KEYS[2])\n"
+    "if pause > cap then\n"
+    "  redis.call('PEXPIRE', KEYS[2], cap)\n"
+    "  pause = cap\n"
+    "end\n"
     "if pause > 0 then return {0, pause} end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -32,7 +46,14 @@ static const char bucket_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'tokens', 'ts')\n"
     "local tokens = tonumber(s[1])\n"
     "local ts = tonumber(s[2])\n"
-    "if tokens == nil or ts == nil then tokens = burst; ts = now end\n"
+    "local function finite(x)\n"
+    "  return x ~= nil and x == x and x > -math.huge and x < math.huge\n"
+    "end\n"
+    "if not finite(tokens) or not finite(ts) or tokens < 0 or\n"
+    "   tokens > burst then\n"
+    "  tokens = burst; ts = now\n"
+    "end\n"
+    "if ts > now then ts = now end\n"
     "if now > ts then\n"
     "  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)\n"
     "  ts = now\n"
@@ -217,17 +238,19 @@ attempt(waiter *w)
     ratelimit *rl = w->owner;
     char rate[32];
     char burst[16];
-    const char *argv[7] = {"EVAL",        bucket_script, "2",  rl->bucket_key,
-                           rl->pause_key, rate,          burst};
-    size_t lens[7];
+    char cap[24];
+    const char *argv[8] = {"EVAL",        bucket_script, "2",   rl->bucket_key,
+                           rl->pause_key, rate,          burst, cap};
+    size_t lens[8];
 
     snprintf(rate, sizeof(rate), "%.6f", rl->cfg->upstream_rate);
     snprintf(burst, sizeof(burst), "%d", rl->cfg->upstream_burst);
-    for (int i = 0; i < 7; i++) {
+    snprintf(cap, sizeof(cap), "%lld", (long long)RATELIMIT_PAUSE_MAX_MS);
+    for (int i = 0; i < 8; i++) {
         lens[i] = strlen(argv[i]);
     }
     w->in_redis = true;
-    redis_conn_command(rl->redis, on_script_reply, w, 7, argv, lens);
+    redis_conn_command(rl->redis, on_script_reply, w, 8, argv, lens);
 }
 
 static void
@@ -278,7 +301,12 @@ ratelimit_pause(ratelimit *rl, int64_t ms)
     char value[24];
     const char *argv[5] = {"SET", rl->pause_key, "1", "PX", value};
     size_t lens[5];
-    int64_t until = clock_now_ms() + ms;
+    int64_t until;
+
+    if (ms > RATELIMIT_PAUSE_MAX_MS) {
+        ms = RATELIMIT_PAUSE_MAX_MS;
+    }
+    until = clock_now_ms() + ms;
 
     if (until > rl->paused_until) {
         rl->paused_until = until;

@@ -36,7 +36,12 @@ void ratelimit_destroy(ratelimit *rl);
 void ratelimit_acquire(ratelimit *rl, int64_t deadline_ms, ratelimit_cb cb,
                        void *arg);
 
-/* No upstream request from any replica for ms (the cloud's 429). */
+/* The longest pause: the cloud's Retry-After is capped at this, and so
+ * is a pause found in Redis (written by hand, say). */
+#define RATELIMIT_PAUSE_MAX_MS 3600000
+
+/* No upstream request from any replica for ms (the cloud's 429), at most
+ * RATELIMIT_PAUSE_MAX_MS. */
 void ratelimit_pause(ratelimit *rl, int64_t ms);
 
 /* "redis", or "local" while the fallback is in use. */
