@@ -2,10 +2,17 @@
  * SPDX-License-Identifier: MIT
  *
  * Every connection's bufferevent is made here (evhttp's bevcb), with one
- * extra reference of ours. When evhttp frees a connection it clears the
- * buffer's callbacks and drops its own reference; a sweep a few times a
- * second notices that, and drops ours, which closes the socket. That is
- * how the guard learns of closes without any hook in evhttp 2.1.
+ * extra reference of ours. A connection that sent a request tells us of
+ * its close (evhttp's closecb, set at its first request): it stops
+ * counting at once, and our reference goes a turn of the loop later,
+ * once evhttp is done freeing it. For a connection that never sent a
+ * request evhttp 2.1 has no hook: when evhttp frees it, it clears the
+ * buffer's callbacks and drops its own reference, which a sweep a few
+ * times a second notices (and a new connection over the cap, at once).
+ *
+ * The cap is server.max_connections, or less when the open-file limit
+ * would run out first: a client past it gets the documented 503, not a
+ * failed accept.
  */
 #include "recgate/guard.h"
 
@@ -19,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "recgate/clock.h"
@@ -28,23 +36,40 @@
 #define GUARD_BUCKETS 4096
 #define SWEEP_INTERVAL_MS 250
 
+/* Descriptors kept free of client connections: upstream and Redis
+ * links, the listener, the log, the event loop's own. */
+#define FD_RESERVE 64
+
+/* A new connection over the cap first looks for closed ones to let go,
+ * but at most this often, so a flood cannot make every accept a scan of
+ * every connection. */
+#define RECLAIM_INTERVAL_MS 10
+
 typedef struct guard_conn tracked;
 
 struct guard_conn {
+    conn_guard *g;
     struct bufferevent *bev;
-    int64_t input_since; /* first byte of a request not yet handled */
-    bool busy;           /* a request is being handled */
-    bool rejected;       /* over the cap: answered 503, closing */
-    LIST_ENTRY(guard_conn) chain;
+    int64_t input_since;          /* first byte of a request not yet handled */
+    bool busy;                    /* a request is being handled */
+    bool refusing;                /* over the cap: its 503 not yet written */
+    bool watched;                 /* evhttp tells us of its close */
+    bool closed;                  /* evhttp freed it: no longer counted */
+    LIST_ENTRY(guard_conn) chain; /* in a bucket, or in closed */
 };
 
 struct conn_guard {
     struct event_base *base;
     const config *cfg;
     struct event *sweep;
-    size_t count;
+    struct event *reap; /* lets closed connections go */
+    size_t count;       /* open connections: those in the buckets */
+    size_t cap;
+    int cap_for;    /* the server.max_connections the cap was made from */
     int64_t now_ms; /* the sweep's clock, read by the hot path */
+    int64_t reclaimed_ms;
     LIST_HEAD(, guard_conn) buckets[GUARD_BUCKETS];
+    LIST_HEAD(, guard_conn) closed;
     reply_ids *ids;
     char reject[512]; /* the whole 503 answer */
     size_t reject_len;
@@ -86,11 +111,21 @@ find(conn_guard *g, const struct bufferevent *bev)
     return NULL;
 }
 
+/* An entry someone still points at: a request's context, or the
+ * pending 503. */
+static bool
+held(const tracked *t)
+{
+    return t->busy || t->refusing;
+}
+
 static void
 forget(conn_guard *g, tracked *t)
 {
     LIST_REMOVE(t, chain);
-    g->count--;
+    if (!t->closed) {
+        g->count--;
+    }
     bufferevent_decref(t->bev);
     free(t);
 }
@@ -130,7 +165,7 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < GUARD_BUCKETS; i++) {
         for (t = LIST_FIRST(&g->buckets[i]); t != NULL; t = next) {
             next = LIST_NEXT(t, chain);
-            if (freed_by_evhttp(t) && !t->busy) {
+            if (freed_by_evhttp(t) && !held(t)) {
                 forget(g, t);
             } else if (!t->busy && t->input_since != 0 &&
                        g->now_ms - t->input_since > read_timeout) {
@@ -143,6 +178,112 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
             }
         }
     }
+}
+
+static void
+on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    conn_guard *g = arg;
+    tracked *t;
+    tracked *next;
+
+    (void)fd;
+    (void)what;
+    for (t = LIST_FIRST(&g->closed); t != NULL; t = next) {
+        next = LIST_NEXT(t, chain);
+        if (!held(t)) {
+            forget(g, t);
+        }
+    }
+}
+
+/* evhttp calls this as it starts to free the connection: it stops
+ * counting now. evhttp still uses the buffer after dropping its own
+ * reference, so ours goes later, from on_reap. */
+static void
+on_close(struct evhttp_connection *evcon, void *arg)
+{
+    tracked *t = arg;
+    conn_guard *g = t->g;
+
+    (void)evcon;
+    if (t->closed) {
+        return;
+    }
+    t->closed = true;
+    g->count--;
+    LIST_REMOVE(t, chain);
+    LIST_INSERT_HEAD(&g->closed, t, chain);
+    event_active(g->reap, EV_TIMEOUT, 0);
+}
+
+/* Lets go of connections evhttp has freed without telling us (those
+ * that never sent a request), as the sweep does, but now. */
+static void
+reclaim(conn_guard *g)
+{
+    int64_t now = clock_now_ms();
+    tracked *t;
+    tracked *next;
+
+    if (now - g->reclaimed_ms < RECLAIM_INTERVAL_MS) {
+        return;
+    }
+    g->reclaimed_ms = now;
+    for (int i = 0; i < GUARD_BUCKETS; i++) {
+        for (t = LIST_FIRST(&g->buckets[i]); t != NULL; t = next) {
+            next = LIST_NEXT(t, chain);
+            if (freed_by_evhttp(t) && !held(t)) {
+                forget(g, t);
+            }
+        }
+    }
+}
+
+static void
+log_lowered_cap(int max_connections, rlim_t limit, size_t cap)
+{
+    log_line line;
+
+    log_begin(&line, LOG_WARN,
+              "the open-file limit is below server.max_connections: "
+              "fewer connections accepted");
+    log_int(&line, "max_connections", max_connections);
+    log_int(&line, "open_file_limit", (long long)limit);
+    log_int(&line, "connections_accepted", (long long)cap);
+    log_end(&line);
+}
+
+/* server.max_connections, or what the open-file limit leaves after the
+ * reserve, whichever is smaller. */
+static size_t
+fitting_cap(int max_connections)
+{
+    struct rlimit rl;
+    size_t cap = (size_t)max_connections;
+    rlim_t room;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return cap;
+    }
+    room = rl.rlim_cur > FD_RESERVE ? rl.rlim_cur - FD_RESERVE : 1;
+    if (room < (rlim_t)cap) {
+        cap = (size_t)room;
+        log_lowered_cap(max_connections, rl.rlim_cur, cap);
+    }
+    return cap;
+}
+
+/* Made again after a reload (guard_reload) or a new
+ * server.max_connections. */
+static size_t
+current_cap(conn_guard *g)
+{
+    if (g->cap_for != g->cfg->max_connections) {
+        g->cap_for = g->cfg->max_connections;
+        g->cap = fitting_cap(g->cap_for);
+    }
+    return g->cap;
 }
 
 /* Notes when the first byte of a request arrives. */
@@ -184,7 +325,10 @@ on_reject(evutil_socket_t fd, short what, void *arg)
         (void)n;
     }
     cut(r->t);
-    r->t->busy = false;
+    r->t->refusing = false;
+    if (r->t->closed) {
+        event_active(r->g->reap, EV_TIMEOUT, 0);
+    }
     free(r);
 }
 
@@ -192,22 +336,29 @@ static struct bufferevent *
 on_new_connection(struct event_base *base, void *arg)
 {
     conn_guard *g = arg;
-    tracked *t = calloc(1, sizeof(*t));
+    size_t cap = current_cap(g);
+    tracked *t;
     struct timeval now = {0, 0};
 
+    /* Before the new entry is in: a buffer with no callbacks yet looks
+     * freed by evhttp. */
+    if (g->count >= cap) {
+        reclaim(g);
+    }
+    t = calloc(1, sizeof(*t));
+    t->g = g;
     t->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     bufferevent_incref(t->bev);
     LIST_INSERT_HEAD(&g->buckets[bucket_of(t->bev)], t, chain);
     g->count++;
 
-    if (g->count > (size_t)g->cfg->max_connections) {
+    if (g->count > cap) {
         /* evhttp gives the buffer its socket only after this returns. The
-         * entry stays busy, so no sweep frees it before the rejection. */
+         * entry stays held, so nothing frees it before the rejection. */
         rejection *r = malloc(sizeof(*r));
         r->g = g;
         r->t = t;
-        t->rejected = true;
-        t->busy = true;
+        t->refusing = true;
         event_base_once(base, -1, EV_TIMEOUT, on_reject, r, &now);
         log_msg(LOG_WARN,
                 "server.max_connections reached: connection "
@@ -248,9 +399,12 @@ guard_create(struct event_base *base, struct evhttp *http, const config *cfg,
     for (int i = 0; i < GUARD_BUCKETS; i++) {
         LIST_INIT(&g->buckets[i]);
     }
+    LIST_INIT(&g->closed);
     make_rejection(g);
+    current_cap(g);
     g->sweep = event_new(base, -1, EV_PERSIST, on_sweep, g);
     event_add(g->sweep, &every);
+    g->reap = event_new(base, -1, 0, on_reap, g);
     evhttp_set_bevcb(http, on_new_connection, g);
     return g;
 }
@@ -268,29 +422,40 @@ guard_destroy(conn_guard *g)
             forget(g, t);
         }
     }
+    while ((t = LIST_FIRST(&g->closed)) != NULL) {
+        forget(g, t);
+    }
     event_free(g->sweep);
+    event_free(g->reap);
     free(g);
 }
 
-static tracked *
-of_request(conn_guard *g, struct evhttp_request *req)
+void
+guard_reload(conn_guard *g)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-
-    if (evcon == NULL) {
-        return NULL;
-    }
-    return find(g, evhttp_connection_get_bufferevent(evcon));
+    g->cap_for = -1;
 }
 
 guard_conn *
 guard_request_started(conn_guard *g, struct evhttp_request *req)
 {
-    tracked *t = of_request(g, req);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    tracked *t;
 
-    if (t != NULL) {
-        t->busy = true;
-        t->input_since = 0;
+    if (evcon == NULL) {
+        return NULL;
+    }
+    t = find(g, evhttp_connection_get_bufferevent(evcon));
+    if (t == NULL) {
+        return NULL;
+    }
+    t->busy = true;
+    t->input_since = 0;
+
+    /* Once per connection, at its first request. */
+    if (!t->watched) {
+        evhttp_connection_set_closecb(evcon, on_close, t);
+        t->watched = true;
     }
     return t;
 }
@@ -298,9 +463,15 @@ guard_request_started(conn_guard *g, struct evhttp_request *req)
 void
 guard_request_done(guard_conn *t)
 {
-    if (t != NULL) {
-        t->busy = false;
-        t->input_since = 0;
+    if (t == NULL) {
+        return;
+    }
+    t->busy = false;
+    t->input_since = 0;
+
+    /* Closed while its answer was being made. */
+    if (t->closed) {
+        event_active(t->g->reap, EV_TIMEOUT, 0);
     }
 }
 

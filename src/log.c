@@ -3,6 +3,7 @@
  */
 #include "recgate/log.h"
 
+#include <event2/event.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -456,4 +457,24 @@ log_once_per(time_t *last, int interval_s)
     }
     *last = now;
     return true;
+}
+
+/* libevent's messages are made at run time: under one fixed msg, with
+ * the text in a field, they share one budget, as a flood of failed
+ * accepts must not fill the disk. An EVENT_LOG_ERR is fatal: libevent
+ * exits after it. */
+void
+log_libevent(int severity, const char *text)
+{
+    static const char msg[] = "libevent";
+    log_level level = LOG_WARN;
+
+    if (severity == EVENT_LOG_DEBUG) {
+        level = LOG_DEBUG;
+    } else if (severity == EVENT_LOG_MSG) {
+        level = LOG_INFO;
+    } else if (severity == EVENT_LOG_ERR) {
+        level = LOG_ERROR;
+    }
+    log_msg(level, msg, "detail", text);
 }

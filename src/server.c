@@ -17,6 +17,7 @@
 #include <sys/time.h>
 
 #include "recgate/access.h"
+#include "recgate/clock.h"
 #include "recgate/guard.h"
 #include "recgate/l1.h"
 #include "recgate/log.h"
@@ -29,6 +30,10 @@
 #define ALLOWED_METHODS "GET, HEAD"
 #define LISTEN_BACKLOG 1024
 #define CLOCK_SKEW_MAX_S 600
+
+/* After a failed accept (out of descriptors, mostly), how long the
+ * listener rests: retrying at once would fail again, in a busy loop. */
+#define ACCEPT_PAUSE_MS 150
 
 typedef struct request_ctx request_ctx;
 
@@ -60,6 +65,7 @@ struct server {
     reply_ids ids;
     struct event *drain_timer;
     struct event *drain_flush;
+    struct event *accept_resume;
     bool draining;
     long in_flight;
 };
@@ -483,6 +489,46 @@ on_request(struct evhttp_request *req, void *arg)
 
 /* --- life cycle -------------------------------------------------------- */
 
+/* evhttp_bind_listener makes the listener's user data its own, so the
+ * listener's error callback finds the server here (one per process). */
+static server *accepting;
+
+static void
+on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    server *srv = arg;
+
+    (void)fd;
+    (void)what;
+    if (srv->listener != NULL) {
+        evconnlistener_enable(evhttp_bound_socket_get_listener(srv->listener));
+    }
+}
+
+/* libevent retries a failed accept at the next turn of the loop: at the
+ * open-file limit that spins. The listener rests a moment instead, new
+ * connections waiting in the backlog, while closes free descriptors. */
+static void
+on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval pause = clock_tv(ACCEPT_PAUSE_MS);
+    log_line line;
+
+    (void)arg; /* evhttp's */
+    if (accepting == NULL) {
+        return;
+    }
+    evconnlistener_disable(lev);
+    evtimer_add(accepting->accept_resume, &pause);
+
+    log_begin(&line, LOG_WARN,
+              "cannot accept connections: pausing the listener");
+    log_str(&line, "error", evutil_socket_error_to_string(err));
+    log_int(&line, "pause_ms", ACCEPT_PAUSE_MS);
+    log_end(&line);
+}
+
 /* Listens with SO_REUSEPORT, so that several worker processes can each
  * hold their own socket on the same port and the kernel spreads new
  * connections over them. */
@@ -517,6 +563,9 @@ bind_listener(server *srv, char *err, size_t err_size)
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return -1;
     }
+    srv->accept_resume = evtimer_new(srv->base, on_accept_resume, srv);
+    accepting = srv;
+    evconnlistener_set_error_cb(lev, on_accept_error);
     srv->listener = evhttp_bind_listener(srv->http, lev);
     return 0;
 }
@@ -563,6 +612,9 @@ server_create(struct event_base *base, const config *cfg, char *err,
 {
     server *srv = calloc(1, sizeof(*srv));
 
+    /* libevent's own warnings (a failed accept, say) would go to stderr
+     * as plain text, unlimited. */
+    event_set_log_callback(log_libevent);
     srv->base = base;
     srv->cfg = cfg;
     reply_ids_seed(&srv->ids);
@@ -632,6 +684,8 @@ server_reload(server *srv)
     char err[512];
     access_list *fresh = access_create(srv->cfg, err, sizeof(err));
 
+    guard_reload(srv->guard);
+
     /* A tokens file that cannot be read keeps the old list: locking
      * every client out by a typo would be worse. */
     if (fresh == NULL) {
@@ -661,6 +715,12 @@ server_destroy(server *srv)
     }
     if (srv->drain_flush != NULL) {
         event_free(srv->drain_flush);
+    }
+    if (srv->accept_resume != NULL) {
+        event_free(srv->accept_resume);
+    }
+    if (accepting == srv) {
+        accepting = NULL;
     }
     free(srv);
 }

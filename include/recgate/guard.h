@@ -4,8 +4,9 @@
  * libevent 2.1's evhttp has neither a connection cap nor a deadline for
  * receiving a request (its timeout is an inactivity timeout, which a
  * client sending one byte a second never trips). The guard tracks every
- * connection from its accept: past server.max_connections a new one gets
- * a 503 and is closed; a connection that started a request and has not
+ * connection from its accept: past server.max_connections (or fewer,
+ * when the open-file limit would not hold that many) a new one gets a
+ * 503 and is closed; a connection that started a request and has not
  * delivered its headers within server.read_timeout is cut off.
  */
 #ifndef RECGATE_GUARD_H
@@ -32,6 +33,10 @@ conn_guard *guard_create(struct event_base *base, struct evhttp *http,
 /* Call after evhttp_free(): it holds the last reference of every
  * connection's buffer. */
 void guard_destroy(conn_guard *g);
+
+/* The config was reloaded: the cap is made again, from
+ * server.max_connections and the open-file limit, when next used. */
+void guard_reload(conn_guard *g);
 
 /* A request's headers have arrived: its connection is busy, and kept
  * tracked, until guard_request_done() is called with what this returns

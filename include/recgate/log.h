@@ -65,4 +65,9 @@ void log_flush_suppressed(bool at_exit);
  * that would otherwise repeat on every request. */
 bool log_once_per(time_t *last, int interval_s);
 
+/* libevent's log callback (event_set_log_callback): its messages become
+ * lines with msg "libevent" and the text in "detail", at debug, info,
+ * warn or error as libevent rates them, rate-limited as one kind. */
+void log_libevent(int severity, const char *text);
+
 #endif /* RECGATE_LOG_H */

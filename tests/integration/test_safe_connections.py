@@ -2,7 +2,7 @@
 # server.max_connections: a thousand idle connections do not stop the
 # gateway from serving; past the cap a new connection gets a 503 (RECGATE.5030)
 # straight away and is closed, and once some connections go, new ones are
-# served again.
+# served again; a closed connection stops counting at once.
 
 import errno
 import json
@@ -19,6 +19,7 @@ import harness  # noqa: E402
 IDLE = 1000
 CAP = 200
 EXTRA = 30
+ROUNDS = 300
 RECORD = "rec-success-1"
 
 
@@ -181,6 +182,20 @@ class SafeConnections(harness.RecgateTestCase):
         warnings = [l for l in gw.log_lines()
                     if "max_connections" in l.get("msg", "")]
         self.assertTrue(warnings, "the refusals were not logged")
+
+    def test_closed_connections_leave_the_count_at_once(self):
+        """server.max_connections = 50: 300 rounds one after the other,
+        each a fresh connection that sends one request and closes, only
+        one open at a time: every one is served, none refused as if the
+        closed ones still counted."""
+        gw = self.start_recgate({"server.max_connections": "50"})
+        statuses = []
+        for _ in range(ROUNDS):
+            statuses.append(gw.get("/healthz", timeout=5)[0])
+        refused = [i for i, s in enumerate(statuses) if s != 200]
+        self.assertEqual(refused, [], "rounds not answered 200: %d of %d"
+                         % (len(refused), ROUNDS))
+        self.assertTrue(gw.running())
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,57 @@ test_numbers_are_written_as_printf_would(void **state)
     json_decref(doc);
 }
 
+static void
+write_libevent_flood(void)
+{
+    log_libevent(EVENT_LOG_DEBUG, "debug chatter, not shown at info");
+    for (int i = 0; i < 1000; i++) {
+        log_libevent(EVENT_LOG_WARN,
+                     "Error from accept() call: Too many open files");
+    }
+    log_flush_suppressed(true);
+}
+
+/* libevent's messages are JSON lines under one msg, so a flood of them
+ * is cut to the budget of one kind plus its summary; its debug lines
+ * follow log.level. */
+static void
+test_libevent_messages_are_json_and_limited(void **state)
+{
+    int lines = 0;
+    int warnings = 0;
+
+    (void)state;
+    log_set_level(LOG_INFO);
+    capture(write_libevent_flood);
+
+    assert_null(strstr(captured, "debug chatter"));
+    for (char *p = captured; *p != '\0'; lines++) {
+        char *nl = strchr(p, '\n');
+        json_t *doc;
+
+        assert_non_null(nl);
+        doc = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        if (doc == NULL) {
+            fail_msg("a log line is not JSON: %.*s", (int)(nl - p), p);
+        }
+        if (strcmp(json_string_value(json_object_get(doc, "msg")),
+                   "libevent") == 0) {
+            assert_string_equal(
+                json_string_value(json_object_get(doc, "level")), "warn");
+            assert_string_equal(
+                json_string_value(json_object_get(doc, "detail")),
+                "Error from accept() call: Too many open files");
+            warnings++;
+        }
+        json_decref(doc);
+        p = nl + 1;
+    }
+    assert_true(warnings >= 1);
+    assert_true(lines <= 30);
+    assert_non_null(strstr(captured, "similar log lines suppressed"));
+}
+
 int
 main(void)
 {
@@ -162,6 +214,7 @@ main(void)
         cmocka_unit_test(test_hostile_values_stay_json),
         cmocka_unit_test(test_buffered_lines_keep_their_order),
         cmocka_unit_test(test_numbers_are_written_as_printf_would),
+        cmocka_unit_test(test_libevent_messages_are_json_and_limited),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
