@@ -20,6 +20,9 @@
 /* A worker that keeps dying is restarted at most this often. */
 #define RESTART_MIN_INTERVAL_MS 200
 
+/* server.drain_timeout, when the caller gave it: see supervisor.h. */
+static const int64_t *drain_timeout_ms;
+
 typedef struct {
     int n;
     pid_t *pids;
@@ -29,7 +32,16 @@ typedef struct {
     void *arg;
     bool stopping;
     bool fatal;
+    bool bounded;                 /* a stop with a kill deadline pending */
+    struct timespec stop_started; /* monotonic */
+    bool killed;                  /* a worker had to be killed */
 } supervisor;
+
+void
+supervisor_set_drain_timeout(const int64_t *ms)
+{
+    drain_timeout_ms = ms;
+}
 
 static sigset_t
 handled_signals(void)
@@ -134,6 +146,19 @@ ms_since(const struct timespec *t)
            (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
+/* Asks every worker to drain. The drain timeout is read now, so that a
+ * value reloaded since the start counts. */
+static void
+begin_stop(supervisor *sv)
+{
+    if (!sv->stopping) {
+        sv->stopping = true;
+        sv->bounded = drain_timeout_ms != NULL;
+        clock_gettime(CLOCK_MONOTONIC, &sv->stop_started);
+    }
+    signal_all(sv, SIGTERM);
+}
+
 /* Handles every child that has exited: restart, or note the stop. */
 static void
 reap(supervisor *sv)
@@ -156,8 +181,7 @@ reap(supervisor *sv)
             log_worker(LOG_ERROR, "worker failed for good: stopping", i, pid,
                        status);
             sv->fatal = true;
-            sv->stopping = true;
-            signal_all(sv, SIGTERM);
+            begin_stop(sv);
             continue;
         }
 
@@ -197,10 +221,54 @@ on_signal(supervisor *sv, int sig)
             log_msg(LOG_INFO, "stopping workers", "signal",
                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
         }
-        sv->stopping = true;
-        signal_all(sv, SIGTERM);
+        begin_stop(sv);
         break;
     }
+}
+
+/* A worker that has not exited by the end of its drain timeout plus a
+ * grace is stuck (stopped by SIGSTOP, say, or spinning): it would keep
+ * the port and the service manager waiting for ever. */
+static void
+kill_stragglers(supervisor *sv)
+{
+    for (int i = 0; i < sv->n; i++) {
+        if (sv->pids[i] > 0) {
+            log_worker(LOG_WARN,
+                       "worker did not stop within server.drain_timeout: "
+                       "killing it",
+                       i, sv->pids[i], -1);
+            kill(sv->pids[i], SIGKILL);
+            sv->killed = true;
+        }
+    }
+    /* Their exits are reaped as they come, with no deadline left. */
+    sv->bounded = false;
+}
+
+/* The next signal, or 0 once a stop's kill deadline has passed. */
+static int
+next_signal(supervisor *sv, const sigset_t *set)
+{
+    long left;
+    struct timespec wait;
+    int sig;
+
+    if (!sv->bounded) {
+        return sigwaitinfo(set, NULL);
+    }
+    left = (long)*drain_timeout_ms + SUPERVISOR_KILL_GRACE_MS -
+           ms_since(&sv->stop_started);
+    if (left <= 0) {
+        return 0;
+    }
+    wait.tv_sec = left / 1000;
+    wait.tv_nsec = (left % 1000) * 1000000L;
+    sig = sigtimedwait(set, NULL, &wait);
+    if (sig < 0 && errno == EAGAIN) {
+        return 0;
+    }
+    return sig;
 }
 
 int
@@ -222,13 +290,15 @@ supervisor_run(int n, int (*worker)(int index, void *arg),
     /* Signals are taken synchronously: no handler runs in the middle of
      * the bookkeeping. */
     while (any_running(&sv)) {
-        sig = sigwaitinfo(&set, NULL);
+        sig = next_signal(&sv, &set);
         if (sig > 0) {
             on_signal(&sv, sig);
+        } else if (sig == 0) {
+            kill_stragglers(&sv);
         }
     }
 
     free(sv.pids);
     free(sv.started);
-    return sv.fatal ? 1 : 0;
+    return sv.fatal || sv.killed ? 1 : 0;
 }
