@@ -309,6 +309,7 @@ serve(app *a)
         log_msg(LOG_ERROR, "cannot share metrics between workers", NULL, NULL);
         return 1;
     }
+    supervisor_set_drain_timeout(&a->cfg->drain_timeout_ms);
     return supervisor_run(n, run_worker, reload_supervisor, a);
 }
 
