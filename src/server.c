@@ -267,6 +267,10 @@ send_record(request_ctx *ctx, const char *json, size_t len, bool finished,
     if (entry != NULL) {
         evbuffer_add_reference(body, json, len, release_l1_entry, entry);
     } else {
+        /* TODO(memory): every waiter of a shared fetch and every Redis
+         * hit copies the record here, held until its client reads it;
+         * one reference-counted buffer, as L1 hits have, would bound
+         * slow readers' memory by records, not by connections. */
         evbuffer_add(body, json, len);
     }
     send_answer(ctx, 200);
