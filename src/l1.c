@@ -12,6 +12,7 @@
 #include "recgate/route.h"
 
 #define BUCKETS_MIN 1024
+#define BUCKETS_MAX (1u << 22)
 #define ETAG_MAX 48
 
 struct l1_entry {
@@ -68,15 +69,13 @@ l1_cache *
 l1_create(size_t budget)
 {
     l1_cache *c = calloc(1, sizeof(*c));
-    size_t n = BUCKETS_MIN;
 
-    /* About one bucket per two-kilobyte record the budget can hold. */
-    while (n < budget / 2048 && n < (1u << 22)) {
-        n <<= 1;
-    }
+    /* The table grows with the entries, not with the budget: a table
+     * sized for a large budget would cost memory from the first records
+     * on, one touched page per few records. */
     c->budget = budget;
-    c->n_buckets = n;
-    c->buckets = calloc(n, sizeof(*c->buckets));
+    c->n_buckets = BUCKETS_MIN;
+    c->buckets = calloc(c->n_buckets, sizeof(*c->buckets));
     TAILQ_INIT(&c->lru);
     return c;
 }
@@ -193,6 +192,32 @@ make_entry(const char *key, unsigned hash, const char *body, size_t len,
     return e;
 }
 
+/* Doubles the table once there are more entries than buckets. Without
+ * memory for a larger one, the old table goes on serving, with longer
+ * chains. */
+static void
+grow(l1_cache *c)
+{
+    size_t n = c->n_buckets * 2;
+    l1_entry *e;
+    void *table;
+
+    if (c->count <= c->n_buckets || n > BUCKETS_MAX) {
+        return;
+    }
+    table = calloc(n, sizeof(*c->buckets));
+    if (table == NULL) {
+        return;
+    }
+    free(c->buckets);
+    c->buckets = table;
+    c->n_buckets = n;
+    TAILQ_FOREACH(e, &c->lru, lru)
+    {
+        LIST_INSERT_HEAD(&c->buckets[e->hash & (n - 1)], e, chain);
+    }
+}
+
 void
 l1_put(l1_cache *c, const char *project, const char *record, const char *body,
        size_t len, const char *etag, int64_t now_ms, int64_t ttl_ms)
@@ -233,6 +258,7 @@ l1_put(l1_cache *c, const char *project, const char *record, const char *body,
     TAILQ_INSERT_HEAD(&c->lru, e, lru);
     c->used += size;
     c->count++;
+    grow(c);
 }
 
 const char *

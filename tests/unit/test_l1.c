@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,6 +240,30 @@ test_out_of_memory_leaves_the_cache_as_it_was(void **state)
     l1_destroy(c);
 }
 
+/* Far more entries than the table starts with: the table grows and every
+ * entry is still found, with its own body. */
+static void
+test_table_grows_with_the_entries(void **state)
+{
+    enum { N = 20000 };
+    l1_cache *c = l1_create((size_t)N * entry_size());
+    char record[32];
+
+    (void)state;
+    for (int i = 0; i < N; i++) {
+        snprintf(record, sizeof(record), "rec-%d", i);
+        put(c, record, 0, 0);
+    }
+    assert_int_equal(l1_count(c), N);
+    for (int i = 0; i < N; i++) {
+        snprintf(record, sizeof(record), "rec-%d", i);
+        if (!holds(c, record, 0)) {
+            fail_msg("%s is no longer found", record);
+        }
+    }
+    l1_destroy(c);
+}
+
 static void
 test_empty_budget_holds_nothing(void **state)
 {
@@ -264,6 +289,7 @@ main(void)
         cmocka_unit_test(test_reference_keeps_an_evicted_entry_alive),
         cmocka_unit_test(test_reference_outlives_the_cache),
         cmocka_unit_test(test_out_of_memory_leaves_the_cache_as_it_was),
+        cmocka_unit_test(test_table_grows_with_the_entries),
         cmocka_unit_test(test_empty_budget_holds_nothing),
     };
 
