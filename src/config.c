@@ -637,21 +637,35 @@ valid_listen_host(const char *host)
     return valid_host_name(host);
 }
 
+/* The next item of a comma-separated list at *p, blanks around it left
+ * out: sets *item and returns its length (0 for an empty item, or at the
+ * end), and moves *p past it. */
+static size_t
+next_list_item(const char **p, const char **item)
+{
+    size_t n;
+
+    *p += strspn(*p, " \t,");
+    n = strcspn(*p, ",");
+    *item = *p;
+    *p += n;
+    while (n > 0 && ((*item)[n - 1] == ' ' || (*item)[n - 1] == '\t')) {
+        n--;
+    }
+    return n;
+}
+
 /* access.projects: "*" or a comma-separated list of project ids. */
 static int
 check_projects(load_state *st)
 {
-    const char *p = st->cfg->projects;
+    const char *rest = st->cfg->projects;
     int items = 0;
 
-    while (*p != '\0') {
-        size_t n;
+    while (*rest != '\0') {
+        const char *p;
+        size_t n = next_list_item(&rest, &p);
 
-        p += strspn(p, " \t,");
-        n = strcspn(p, ",");
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
-            n--;
-        }
         if (n > 0 && !(n == 1 && p[0] == '*') && !route_valid_project(p, n)) {
             fprintf(st->err,
                     "access.projects: \"%.*s\" is not * or a "
@@ -660,7 +674,6 @@ check_projects(load_state *st)
             return -1;
         }
         items += n > 0;
-        p += strcspn(p, ",");
     }
     if (items == 0) {
         fprintf(st->err, "access.projects is empty: use * to allow every "
@@ -962,21 +975,16 @@ bool
 config_project_allowed(const config *cfg, const char *project)
 {
     size_t plen = strlen(project);
-    const char *p = cfg->projects;
+    const char *rest = cfg->projects;
 
-    while (*p != '\0') {
-        size_t n;
+    while (*rest != '\0') {
+        const char *p;
+        size_t n = next_list_item(&rest, &p);
 
-        p += strspn(p, " \t,");
-        n = strcspn(p, ",");
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
-            n--;
-        }
         if ((n == 1 && p[0] == '*') ||
             (n == plen && strncasecmp(p, project, n) == 0)) {
             return true;
         }
-        p += strcspn(p, ",");
     }
     return false;
 }

@@ -194,6 +194,50 @@ def free_port():
         return s.getsockname()[1]
 
 
+def child_pids(pid):
+    """PIDs of the live (not zombie) child processes of pid: a supervising
+    recgate's workers."""
+    out = set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may hold spaces or parentheses.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(name))
+    return out
+
+
+def pid_alive(pid):
+    """pid runs (a zombie waiting to be reaped does not)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+
+
+def kill_pids(pids):
+    """Cleanup for a failed run: SIGKILL to those of pids still alive (a
+    leftover worker would hold its port for ever)."""
+    for pid in pids:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def wait_for(predicate, timeout, interval=0.05):
     """Polls predicate until it returns a true value (returned) or the
     timeout passes (None)."""

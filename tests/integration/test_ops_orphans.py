@@ -21,46 +21,9 @@ GONE_WITHIN_S = DRAIN_TIMEOUT_S + 4
 LATENCY_MS = 1500
 
 
-def children(pid):
-    """PIDs of the live (not zombie) child processes of pid."""
-    out = set()
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...; comm may hold spaces or parentheses.
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.add(int(name))
-    return out
-
-
-def alive(pid):
-    """pid runs (a zombie waiting for init to reap it does not)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
-
-
-def kill_leftovers(pids):
-    """Cleanup for a failed run: orphans would hold the port for ever."""
-    for pid in pids:
-        if alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+children = harness.child_pids
+alive = harness.pid_alive
+kill_leftovers = harness.kill_pids
 
 
 class OpsOrphans(harness.RecgateTestCase):
