@@ -112,13 +112,9 @@ too_long(const cache *c, size_t len)
            (unsigned long long)c->cfg->upstream_max_body;
 }
 
-/* Why value is not what recgate itself would have written for record, or
- * NULL when it is: a record of that id, finished or not as said, already
- * in normal form (the normalizer's output normalizes to itself), within
- * upstream.max_body. */
-static const char *
-why_unfit(const cache *c, const char *record, const char *value, size_t len,
-          bool finished)
+const char *
+cache_unfit(const cache *c, const char *record, const char *value, size_t len,
+            bool finished)
 {
     record_result rec = {0};
     const char *why = NULL;
@@ -155,19 +151,7 @@ bool
 cache_value_ok(const cache *c, const char *project, const char *record,
                const char *value, size_t len)
 {
-    const char *why = why_unfit(c, record, value, len, true);
-
-    if (why != NULL) {
-        report_bad_value(project, record, why);
-    }
-    return why == NULL;
-}
-
-bool
-cache_published_ok(const cache *c, const char *project, const char *record,
-                   const char *value, size_t len, bool finished)
-{
-    const char *why = why_unfit(c, record, value, len, finished);
+    const char *why = cache_unfit(c, record, value, len, true);
 
     if (why != NULL) {
         report_bad_value(project, record, why);

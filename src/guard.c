@@ -151,6 +151,18 @@ freed_by_evhttp(const tracked *t)
     return on_event == NULL;
 }
 
+/* Lets t go when evhttp has freed its connection and nobody holds it.
+ * Returns true when it did. */
+static bool
+let_go_if_freed(conn_guard *g, tracked *t)
+{
+    if (freed_by_evhttp(t) && !held(t)) {
+        forget(g, t);
+        return true;
+    }
+    return false;
+}
+
 static void
 on_sweep(evutil_socket_t fd, short what, void *arg)
 {
@@ -165,10 +177,11 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < GUARD_BUCKETS; i++) {
         for (t = LIST_FIRST(&g->buckets[i]); t != NULL; t = next) {
             next = LIST_NEXT(t, chain);
-            if (freed_by_evhttp(t) && !held(t)) {
-                forget(g, t);
-            } else if (!t->busy && t->input_since != 0 &&
-                       g->now_ms - t->input_since > read_timeout) {
+            if (let_go_if_freed(g, t)) {
+                continue;
+            }
+            if (!t->busy && t->input_since != 0 &&
+                g->now_ms - t->input_since > read_timeout) {
                 log_msg(LOG_INFO,
                         "client too slow to send its request: "
                         "connection closed",
@@ -233,9 +246,7 @@ reclaim(conn_guard *g)
     for (int i = 0; i < GUARD_BUCKETS; i++) {
         for (t = LIST_FIRST(&g->buckets[i]); t != NULL; t = next) {
             next = LIST_NEXT(t, chain);
-            if (freed_by_evhttp(t) && !held(t)) {
-                forget(g, t);
-            }
+            let_go_if_freed(g, t);
         }
     }
 }

@@ -971,10 +971,11 @@ error_message_ok(const json_t *msg, lookup_answer *a)
 }
 
 /* A record that recgate itself would have sent for that id: a record
- * handed to waiters (and, when finished, kept in L1) is served as it is. */
+ * handed to waiters (and, when finished, kept in L1) is served as it is.
+ * One that is not is counted and logged once, as any forged message. */
 static bool
-record_message_ok(lookup *lk, const char *project, const char *record,
-                  const json_t *msg, lookup_answer *a)
+record_message_ok(lookup *lk, const char *record, const json_t *msg,
+                  lookup_answer *a)
 {
     const json_t *body = json_object_get(msg, "body");
 
@@ -987,8 +988,7 @@ record_message_ok(lookup *lk, const char *project, const char *record,
     a->body = json_string_value(body);
     a->len = json_string_length(body);
     a->finished = json_is_true(json_object_get(msg, "finished"));
-    return cache_published_ok(lk->cache, project, record, a->body, a->len,
-                              a->finished);
+    return cache_unfit(lk->cache, record, a->body, a->len, a->finished) == NULL;
 }
 
 static void
@@ -1047,7 +1047,7 @@ on_message(const char *channel, const char *payload, size_t len, void *arg)
         return;
     }
 
-    if (record_message_ok(lk, project, colon + 1, msg, &a) ||
+    if (record_message_ok(lk, colon + 1, msg, &a) ||
         (a.status != 200 && error_message_ok(msg, &a))) {
         a.upstream_ms = json_number_value(json_object_get(msg, "upstream_ms"));
         message_text(msg, "upstream_id", UPSTREAM_ID_MAX, &a.upstream_id);

@@ -104,6 +104,21 @@ log_config_problems(char *text)
 
 /* Reads the config file again; the live config takes the new values of
  * keys that can change while running. */
+/* Reads cfg's tokens file as a start or a reload would; says why into
+ * err when it cannot be used. */
+static bool
+tokens_file_usable(const config *cfg, FILE *err)
+{
+    char why[512];
+    access_list *tokens = access_create(cfg, why, sizeof(why));
+
+    if (tokens == NULL) {
+        fprintf(err, "%s\n", why);
+    }
+    access_destroy(tokens);
+    return tokens != NULL;
+}
+
 /* A reload that names a tokens file recgate cannot use is refused as a
  * whole: taking the rest would turn tokens on in the config but keep the
  * old list, which may have required none, so the gateway would be open
@@ -112,19 +127,14 @@ static bool
 tokens_usable(const char *path, FILE *err)
 {
     config *fresh = config_load(path, err);
-    access_list *tokens;
-    char why[512];
+    bool ok;
 
     if (fresh == NULL) {
         return true; /* config_reload reports the config's own problems */
     }
-    tokens = access_create(fresh, why, sizeof(why));
-    if (tokens == NULL) {
-        fprintf(err, "%s\n", why);
-    }
-    access_destroy(tokens);
+    ok = tokens_file_usable(fresh, err);
     config_destroy(fresh);
-    return tokens != NULL;
+    return ok;
 }
 
 static void
@@ -309,8 +319,8 @@ serve(app *a)
         log_msg(LOG_ERROR, "cannot share metrics between workers", NULL, NULL);
         return 1;
     }
-    supervisor_set_drain_timeout(&a->cfg->drain_timeout_ms);
-    return supervisor_run(n, run_worker, reload_supervisor, a);
+    return supervisor_run(n, run_worker, reload_supervisor, a,
+                          &a->cfg->drain_timeout_ms);
 }
 
 /* Each connection takes a descriptor: make room for server.max_connections
@@ -340,20 +350,13 @@ static bool
 files_usable(const config *cfg)
 {
     char err[512];
-    access_list *tokens;
     bool ok = true;
 
     if (upstream_check_tls(cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s\n", err);
         ok = false;
     }
-    tokens = access_create(cfg, err, sizeof(err));
-    if (tokens == NULL) {
-        fprintf(stderr, "%s\n", err);
-        ok = false;
-    }
-    access_destroy(tokens);
-    return ok;
+    return tokens_file_usable(cfg, stderr) && ok;
 }
 
 /* --check-config reports problems as plain text for the person running

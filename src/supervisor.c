@@ -20,9 +20,6 @@
 /* A worker that keeps dying is restarted at most this often. */
 #define RESTART_MIN_INTERVAL_MS 200
 
-/* server.drain_timeout, when the caller gave it: see supervisor.h. */
-static const int64_t *drain_timeout_ms;
-
 typedef struct {
     int n;
     pid_t *pids;
@@ -30,18 +27,13 @@ typedef struct {
     int (*worker)(int index, void *arg);
     void (*reload)(void *arg);
     void *arg;
+    const int64_t *drain_timeout_ms; /* NULL: a stop has no bound */
     bool stopping;
     bool fatal;
     bool bounded;                 /* a stop with a kill deadline pending */
     struct timespec stop_started; /* monotonic */
     bool killed;                  /* a worker had to be killed */
 } supervisor;
-
-void
-supervisor_set_drain_timeout(const int64_t *ms)
-{
-    drain_timeout_ms = ms;
-}
 
 static sigset_t
 handled_signals(void)
@@ -153,7 +145,7 @@ begin_stop(supervisor *sv)
 {
     if (!sv->stopping) {
         sv->stopping = true;
-        sv->bounded = drain_timeout_ms != NULL;
+        sv->bounded = sv->drain_timeout_ms != NULL;
         clock_gettime(CLOCK_MONOTONIC, &sv->stop_started);
     }
     signal_all(sv, SIGTERM);
@@ -257,7 +249,7 @@ next_signal(supervisor *sv, const sigset_t *set)
     if (!sv->bounded) {
         return sigwaitinfo(set, NULL);
     }
-    left = (long)*drain_timeout_ms + SUPERVISOR_KILL_GRACE_MS -
+    left = (long)*sv->drain_timeout_ms + SUPERVISOR_KILL_GRACE_MS -
            ms_since(&sv->stop_started);
     if (left <= 0) {
         return 0;
@@ -273,10 +265,15 @@ next_signal(supervisor *sv, const sigset_t *set)
 
 int
 supervisor_run(int n, int (*worker)(int index, void *arg),
-               void (*reload)(void *arg), void *arg)
+               void (*reload)(void *arg), void *arg,
+               const int64_t *drain_timeout_ms)
 {
     sigset_t set = handled_signals();
-    supervisor sv = {.n = n, .worker = worker, .reload = reload, .arg = arg};
+    supervisor sv = {.n = n,
+                     .worker = worker,
+                     .reload = reload,
+                     .arg = arg,
+                     .drain_timeout_ms = drain_timeout_ms};
     int sig;
 
     sv.pids = calloc((size_t)n, sizeof(pid_t));

@@ -50,11 +50,14 @@ void cache_get(cache *c, const char *project, const char *record,
 bool cache_value_ok(const cache *c, const char *project, const char *record,
                     const char *value, size_t len);
 
-/* The same check for a record another process published to the waiters
- * of its fetch: finished says whether it claims to be finished, and the
- * record's status must agree. */
-bool cache_published_ok(const cache *c, const char *project, const char *record,
-                        const char *value, size_t len, bool finished);
+/* Why value is not what recgate itself would have written for record, or
+ * NULL when it is: a record of that id, finished or not as said (its
+ * status must agree), already in normal form (the normalizer's output
+ * normalizes to itself), within upstream.max_body. Counts and logs
+ * nothing: that is the caller's, as for a record another process
+ * published to the waiters of its fetch. */
+const char *cache_unfit(const cache *c, const char *record, const char *value,
+                        size_t len, bool finished);
 
 /* Stores a finished record with the configured TTL. */
 void cache_put(cache *c, const char *project, const char *record,

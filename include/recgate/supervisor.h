@@ -22,18 +22,17 @@
  * to exit before the supervisor kills them with SIGKILL. */
 #define SUPERVISOR_KILL_GRACE_MS 2000
 
-/* Bounds the stop: *ms (server.drain_timeout, read when a stop begins,
- * so a reloaded value counts) plus SUPERVISOR_KILL_GRACE_MS. Without
- * this call, workers are waited for without a bound. Call before
- * supervisor_run; ms must outlive it. */
-void supervisor_set_drain_timeout(const int64_t *ms);
-
 /* Runs worker(index, arg) in n child processes and supervises them until
  * they have all stopped after a stop signal. On SIGHUP it calls
- * reload(arg) in the parent, then passes the signal to the workers.
+ * reload(arg) in the parent, then passes the signal to the workers. A
+ * stop is bounded by *drain_timeout_ms (server.drain_timeout, read when
+ * the stop begins, so a reloaded value counts) plus
+ * SUPERVISOR_KILL_GRACE_MS; with NULL, workers are waited for without a
+ * bound.
  * Returns the process's exit status: 0 after a clean stop, 1 after a
  * fatal worker failure or when a worker had to be killed. */
 int supervisor_run(int n, int (*worker)(int index, void *arg),
-                   void (*reload)(void *arg), void *arg);
+                   void (*reload)(void *arg), void *arg,
+                   const int64_t *drain_timeout_ms);
 
 #endif /* RECGATE_SUPERVISOR_H */
