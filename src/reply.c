@@ -227,8 +227,91 @@ http_date(void)
     return text;
 }
 
+/* --- header lines -------------------------------------------------------- */
+
+/* The status line's text with a record answer's lines is about 220
+ * bytes. */
+#define STATUS_TEXT_MAX 1024
+
 void
-reply_send(struct evhttp_request *req, int status, bool last)
+reply_lines_add(reply_lines *lines, const char *name, const char *value)
+{
+    if (lines->n < REPLY_LINES_MAX) {
+        lines->name[lines->n] = name;
+        lines->value[lines->n] = value;
+        lines->n++;
+    }
+}
+
+/* A header value may hold tabs and visible bytes, not control ones. */
+static bool
+header_value_ok(const char *value, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Appends "\r\nname: value"; false when the value may not be in a header
+ * or the line does not fit. */
+static bool
+append_line(char *text, size_t *len, const char *name, const char *value)
+{
+    size_t name_len = strlen(name);
+    size_t value_len = strlen(value);
+
+    if (*len + 4 + name_len + value_len >= STATUS_TEXT_MAX ||
+        !header_value_ok(value, value_len)) {
+        return false;
+    }
+    memcpy(text + *len, "\r\n", 2);
+    memcpy(text + *len + 2, name, name_len);
+    memcpy(text + *len + 2 + name_len, ": ", 2);
+    memcpy(text + *len + 4 + name_len, value, value_len);
+    *len += 4 + name_len + value_len;
+    return true;
+}
+
+/* The status line's text: the reason phrase, then the lines, each after
+ * a line break, the last without one (evhttp ends the line). NULL when
+ * a line cannot go there. */
+static const char *
+status_text(int status, const reply_lines *lines, char *text)
+{
+    const char *reason = reason_phrase(status);
+    size_t len = strlen(reason);
+
+    memcpy(text, reason, len);
+    for (int i = 0; i < lines->n; i++) {
+        if (!append_line(text, &len, lines->name[i], lines->value[i])) {
+            return NULL;
+        }
+    }
+    text[len] = '\0';
+    return text;
+}
+
+static void
+add_as_headers(struct evhttp_request *req, const reply_lines *lines)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+    for (int i = 0; i < lines->n; i++) {
+        evhttp_add_header(out, lines->name[i], lines->value[i]);
+    }
+}
+
+/* --- sending ------------------------------------------------------------ */
+
+/* Date, Content-Length and Connection, and the body as the method and
+ * status need it. */
+static void
+frame(struct evhttp_request *req, int status, bool last)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     struct evbuffer *body = evhttp_request_get_output_buffer(req);
@@ -262,6 +345,29 @@ reply_send(struct evhttp_request *req, int status, bool last)
     if (method == EVHTTP_REQ_CONNECT) {
         evhttp_request_set_on_complete_cb(req, shut_after_answer, NULL);
     }
+}
 
-    evhttp_send_reply(req, status, reason_phrase(status), NULL);
+void
+reply_send_lines(struct evhttp_request *req, int status, bool last,
+                 const reply_lines *lines)
+{
+    char text[STATUS_TEXT_MAX];
+    const char *status_line = reason_phrase(status);
+
+    if (lines != NULL && lines->n > 0) {
+        status_line = status_text(status, lines, text);
+        if (status_line == NULL) {
+            add_as_headers(req, lines);
+            status_line = reason_phrase(status);
+        }
+    }
+
+    frame(req, status, last);
+    evhttp_send_reply(req, status, status_line, NULL);
+}
+
+void
+reply_send(struct evhttp_request *req, int status, bool last)
+{
+    reply_send_lines(req, status, last, NULL);
 }

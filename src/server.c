@@ -206,14 +206,20 @@ request_done(request_ctx *ctx, int status)
     }
 }
 
-/* Every answer is sent here. While draining, each one is its
- * connection's last, so that kept-alive clients stop reusing a
+/* Every answer is sent here, lines may be NULL. While draining, each one
+ * is its connection's last, so that kept-alive clients stop reusing a
  * connection that is about to go away. */
+static void
+send_answer_lines(request_ctx *ctx, int status, const reply_lines *lines)
+{
+    reply_send_lines(ctx->req, status, ctx->srv->draining, lines);
+    request_done(ctx, status);
+}
+
 static void
 send_answer(request_ctx *ctx, int status)
 {
-    reply_send(ctx->req, status, ctx->srv->draining);
-    request_done(ctx, status);
+    send_answer_lines(ctx, status, NULL);
 }
 
 static void
@@ -241,22 +247,23 @@ send_record(request_ctx *ctx, const char *json, size_t len, bool finished,
             const char *etag, l1_entry *entry)
 {
     struct evkeyvalq *in = evhttp_request_get_input_headers(ctx->req);
-    struct evkeyvalq *out = evhttp_request_get_output_headers(ctx->req);
     const char *if_none_match = evhttp_find_header(in, "If-None-Match");
     struct evbuffer *body;
+    reply_lines lines = {.n = 0};
 
-    reply_common_headers(ctx->req, ctx->request_id);
-    evhttp_add_header(out, "X-Cache",
-                      strcmp(ctx->cache, "hit") == 0 ? "HIT" : "MISS");
-    evhttp_add_header(out, "Cache-Control",
-                      finished ? ctx->srv->cache_control : "no-store");
-    evhttp_add_header(out, "ETag", etag);
+    reply_lines_add(&lines, "Content-Type", "application/json");
+    reply_lines_add(&lines, "X-Request-Id", ctx->request_id);
+    reply_lines_add(&lines, "X-Cache",
+                    strcmp(ctx->cache, "hit") == 0 ? "HIT" : "MISS");
+    reply_lines_add(&lines, "Cache-Control",
+                    finished ? ctx->srv->cache_control : "no-store");
+    reply_lines_add(&lines, "ETag", etag);
 
     if (if_none_match != NULL && reply_etag_matches(if_none_match, etag)) {
         if (entry != NULL) {
             l1_release(entry);
         }
-        send_answer(ctx, 304);
+        send_answer_lines(ctx, 304, &lines);
         return;
     }
 
@@ -273,7 +280,7 @@ send_record(request_ctx *ctx, const char *json, size_t len, bool finished,
          * slow readers' memory by records, not by connections. */
         evbuffer_add(body, json, len);
     }
-    send_answer(ctx, 200);
+    send_answer_lines(ctx, 200, &lines);
 }
 
 static void
@@ -595,7 +602,9 @@ setup_http(server *srv)
     evhttp_set_max_headers_size(srv->http, (size_t)cfg->max_header_size);
     evhttp_set_max_body_size(srv->http, 64 * 1024);
     evhttp_set_timeout_tv(srv->http, &idle);
-    evhttp_set_default_content_type(srv->http, "application/json");
+    /* Every answer of recgate's sets its own Content-Type; a default
+     * would be added beside the one a record answer's lines carry. */
+    evhttp_set_default_content_type(srv->http, NULL);
     srv->guard = guard_create(srv->base, srv->http, cfg, &srv->ids);
 }
 

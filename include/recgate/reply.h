@@ -64,6 +64,23 @@ void reply_common_headers(struct evhttp_request *req, const char *request_id);
 void reply_set_error(struct evhttp_request *req, const char *code,
                      const char *msg, const char *request_id);
 
+/* Header lines that the answer's status line carries, written as they
+ * are. evhttp makes each header of its own with two allocations, a
+ * printf and two frees; a record answer has seven, which cost a hit
+ * more than everything recgate itself does for it. Names and values are
+ * pointers, kept by the caller until the answer is sent. */
+#define REPLY_LINES_MAX 8
+
+typedef struct {
+    const char *name[REPLY_LINES_MAX];
+    const char *value[REPLY_LINES_MAX];
+    int n;
+} reply_lines;
+
+/* Adds a line; more than REPLY_LINES_MAX are dropped (a bug: the callers
+ * add a fixed set). */
+void reply_lines_add(reply_lines *lines, const char *name, const char *value);
+
 /* Sends req's answer: the headers set so far and, as its body, what its
  * output buffer holds. Every answer goes out this way, framed so that a
  * kept-alive client stays in step whatever evhttp would do by itself:
@@ -73,5 +90,15 @@ void reply_set_error(struct evhttp_request *req, const char *code,
  * answer says Connection: close and evhttp closes the connection once
  * it is written. */
 void reply_send(struct evhttp_request *req, int status, bool last);
+
+/* reply_send, with lines among the answer's headers. They go out in one
+ * piece right after the status line (evhttp writes the status line's
+ * text as it is given), ahead of the headers evhttp adds itself: Date,
+ * Content-Length, Connection. A value that a header may not hold (a
+ * control character: the text must not end the header early), or lines
+ * too long for one piece, are handed to evhttp as headers instead,
+ * which refuses what it must. */
+void reply_send_lines(struct evhttp_request *req, int status, bool last,
+                      const reply_lines *lines);
 
 #endif /* RECGATE_REPLY_H */

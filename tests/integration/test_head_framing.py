@@ -34,8 +34,9 @@ class RawConnection:
     def close(self):
         self.sock.close()
 
-    def send(self, method, target, headers=None):
-        lines = ["%s %s HTTP/1.1" % (method, target), "Host: recgate"]
+    def send(self, method, target, headers=None, version="1.1"):
+        lines = ["%s %s HTTP/%s" % (method, target, version),
+                 "Host: recgate"]
         lines += ["%s: %s" % kv for kv in (headers or {}).items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
 
@@ -58,7 +59,8 @@ class RawConnection:
             self._fill()
         head, _, self.buf = self.buf.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
-        match = re.fullmatch(r"HTTP/1\.1 (\d{3}) .*", lines[0])
+        self.status_line = lines[0]
+        match = re.fullmatch(r"HTTP/1\.[01] (\d{3}) .*", lines[0])
         if not match:
             raise AssertionError("not a status line: %r" % lines[0])
         headers = {}
@@ -202,6 +204,63 @@ class HeadFraming(harness.RecgateTestCase):
             self.assertTrue(conn.nothing_more(), method)
         status, _, body = conn.exchange("GET", "/healthz")
         self.assertEqual((status, body), (200, b'{"status":"ok"}'))
+
+
+# The headers of an answer with a record: recgate's own (written with the
+# status line, see reply.h) and evhttp's (Date, Content-Length).
+RECORD_HEADERS = {"content-type", "x-request-id", "x-cache", "cache-control",
+                  "etag", "date", "content-length"}
+
+
+class RecordHeaders(harness.RecgateTestCase):
+
+    def test_record_answers_carry_each_header_once(self):
+        """A miss, an in-process hit, a hit from Redis in a second
+        gateway, a 304 and an HTTP/1.0 keep-alive request: the status
+        line is exactly the status and its reason, and each header comes
+        once (RawConnection refuses a header seen twice), with the
+        documented values."""
+        gw = self.start_recgate({"cache.ttl": "1h"})
+        other = self.start_recgate({"cache.ttl": "1h"})
+        path = harness.record_path(RECORD)
+        expected = harness.compact_json(harness.load_fixture(RECORD))
+        conn = RawConnection(gw)
+        self.addCleanup(conn.close)
+        answers = {}
+
+        for label, target in (("miss", gw), ("hit", gw), ("redis", other)):
+            c = conn if target is gw else RawConnection(target)
+            if c is not conn:
+                self.addCleanup(c.close)
+            status, headers, body = c.exchange(
+                "GET", path, {"X-Request-Id": "client-id-%s" % label})
+            self.assertEqual(c.status_line, "HTTP/1.1 200 OK", label)
+            self.assertEqual(set(headers), RECORD_HEADERS, label)
+            self.assertEqual(body, expected, label)
+            self.assertEqual(int(headers["content-length"]), len(body))
+            self.assertEqual(headers["x-request-id"], "client-id-%s" % label)
+            self.assertEqual(headers["content-type"], "application/json")
+            self.assertEqual(headers["cache-control"], "max-age=3600")
+            answers[label] = headers
+        self.assertEqual([answers[k]["x-cache"] for k in answers],
+                         ["MISS", "HIT", "HIT"])
+        self.assertEqual(len({answers[k]["etag"] for k in answers}), 1)
+
+        conn.send("GET", path, {"If-None-Match": answers["hit"]["etag"]})
+        status, headers, _ = conn.read_answer(has_body=False)
+        self.assertEqual(conn.status_line, "HTTP/1.1 304 Not Modified")
+        self.assertEqual(set(headers), RECORD_HEADERS - {"content-length"})
+        self.assertTrue(conn.nothing_more())
+
+        conn.send("GET", path, {"Connection": "keep-alive"}, version="1.0")
+        status, headers, body = conn.read_answer()
+        self.assertEqual(conn.status_line, "HTTP/1.0 200 OK")
+        self.assertEqual(set(headers), RECORD_HEADERS | {"connection"})
+        self.assertEqual(headers["connection"].lower(), "keep-alive")
+        self.assertEqual(body, expected)
+        status, _, body = conn.exchange("GET", "/healthz")
+        self.assertEqual((status, body), (200, b'{"status":"ok"}'))
+        self.assertEqual(self.upstream_count(), 1)
 
 
 class ConnectFraming(harness.RecgateTestCase):
