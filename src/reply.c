@@ -257,8 +257,22 @@ header_value_ok(const char *value, size_t len)
     return true;
 }
 
-/* Appends "\r\nname: value"; false when the value may not be in a header
- * or the line does not fit. */
+/* A header name is a token: visible bytes, no colon. */
+static bool
+header_name_ok(const char *name, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+
+        if (c <= 0x20 || c >= 0x7f || c == ':') {
+            return false;
+        }
+    }
+    return len > 0;
+}
+
+/* Appends "\r\nname: value"; false when the name or the value may not be
+ * in a header, or the line does not fit. */
 static bool
 append_line(char *text, size_t *len, const char *name, const char *value)
 {
@@ -266,6 +280,7 @@ append_line(char *text, size_t *len, const char *name, const char *value)
     size_t value_len = strlen(value);
 
     if (*len + 4 + name_len + value_len >= STATUS_TEXT_MAX ||
+        !header_name_ok(name, name_len) ||
         !header_value_ok(value, value_len)) {
         return false;
     }
@@ -335,9 +350,16 @@ frame(struct evhttp_request *req, int status, bool last)
         evbuffer_drain(body, len);
     }
 
+    /* The connection's last answer: evhttp answers a request that asked
+     * for close with Connection: close alone, whatever its HTTP version
+     * (an HTTP/1.0 keep-alive request would otherwise get keep-alive
+     * beside it), and closes after it. So the request is made to ask. */
     if (last || method == EVHTTP_REQ_CONNECT) {
+        struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+
+        evhttp_remove_header(in, "Connection");
+        evhttp_add_header(in, "Connection", "close");
         evhttp_remove_header(out, "Connection");
-        evhttp_add_header(out, "Connection", "close");
     }
 
     /* A client that sent CONNECT may take the connection for a tunnel

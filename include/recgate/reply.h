@@ -94,10 +94,10 @@ void reply_send(struct evhttp_request *req, int status, bool last);
 /* reply_send, with lines among the answer's headers. They go out in one
  * piece right after the status line (evhttp writes the status line's
  * text as it is given), ahead of the headers evhttp adds itself: Date,
- * Content-Length, Connection. A value that a header may not hold (a
- * control character: the text must not end the header early), or lines
- * too long for one piece, are handed to evhttp as headers instead,
- * which refuses what it must. */
+ * Content-Length, Connection. A name or a value that a header may not
+ * hold (a control character: the text must not end the header early; a
+ * colon or a space in a name), or lines too long for one piece, are
+ * handed to evhttp as headers instead, which refuses what it must. */
 void reply_send_lines(struct evhttp_request *req, int status, bool last,
                       const reply_lines *lines);
 
