@@ -98,7 +98,7 @@ static const opt options[] = {
     {"access", "projects", OPT_STRING, "*", F(projects), 0, 0},
     {"access", "tokens_file", OPT_STRING, NULL, F(tokens_file), 0, 0},
     {"log", "level", OPT_LOG_LEVEL, "info", F(log_level), 0, 0},
-    {"log", "buffer", OPT_SIZE, "4KiB", F(log_buffer), 0, 4096},
+    {"log", "buffer", OPT_SIZE, "64KiB", F(log_buffer), 0, LOG_BUFFER_MAX},
     {"log", "flush_interval", OPT_DURATION, "100ms", F(log_flush_ms), 1, 60000},
 };
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -34,7 +35,7 @@ static log_level current_level = LOG_INFO;
 
 /* Buffered lines: a write(2) per access log line costs more than the
  * rest of a cache hit. */
-static char pending[PIPE_BUF];
+static char pending[LOG_BUFFER_MAX];
 static size_t pending_len;
 static size_t buffer_size;
 static msg_budget budgets[LOG_BUDGETS];
@@ -438,18 +439,43 @@ log_flush(void)
     if (pending_len == 0) {
         return;
     }
-    /* Whole lines, at most PIPE_BUF bytes: one write that the kernel
-     * keeps whole even when several workers share the pipe. */
+    /* Whole lines, in one write: on a pipe at most PIPE_BUF bytes, which
+     * the kernel keeps whole even when several workers share it; a file
+     * takes each write whole (see log_set_buffer). */
     written = write(STDERR_FILENO, pending, pending_len);
     (void)written;
     pending_len = 0;
 }
 
+/* Linux writes to a regular file under the file's lock, so a write of
+ * any size lands whole beside other processes' writes; a pipe (a
+ * container's log, a terminal's pager) keeps only PIPE_BUF bytes whole.
+ * Large writes matter on a file: each one also updates the file's
+ * times, which costs a file system journal entry. */
+static size_t
+largest_whole_write(void)
+{
+    struct stat st;
+
+    if (fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
+        return LOG_BUFFER_MAX;
+    }
+    return PIPE_BUF;
+}
+
 void
 log_set_buffer(size_t bytes)
 {
+    size_t most = largest_whole_write();
+
     log_flush();
-    buffer_size = bytes < sizeof(pending) ? bytes : sizeof(pending);
+    buffer_size = bytes < most ? bytes : most;
+}
+
+size_t
+log_get_buffer(void)
+{
+    return buffer_size;
 }
 
 void

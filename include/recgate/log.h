@@ -46,10 +46,17 @@ void log_int(log_line *line, const char *key, long long value);
 void log_num(log_line *line, const char *key, double value);
 void log_end(log_line *line);
 
-/* Lets debug and info lines wait in a buffer of up to bytes (at most
- * PIPE_BUF; 0: every line written at once); log_flush() writes them. The
- * caller flushes at an interval and at exit. */
+/* The largest buffer log_set_buffer takes. */
+#define LOG_BUFFER_MAX 65536
+
+/* Lets debug and info lines wait in a buffer of up to bytes (0: every
+ * line written at once); log_flush() writes them. The caller flushes at
+ * an interval and at exit. The buffer is at most LOG_BUFFER_MAX when
+ * stderr is a regular file, and at most PIPE_BUF otherwise (a pipe keeps
+ * only that much of a write whole): stderr is looked at here, so this is
+ * called again when it changes. log_get_buffer() says what was taken. */
 void log_set_buffer(size_t bytes);
+size_t log_get_buffer(void);
 void log_flush(void);
 
 /* One-call form for a message with up to one string field. */

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "recgate/log.h"
@@ -109,6 +111,92 @@ test_buffered_lines_keep_their_order(void **state)
     assert_non_null(strstr(captured, "buffered first"));
     assert_true(strstr(captured, "buffered first") <
                 strstr(captured, "written at once"));
+}
+
+/* 100 lines of about 200 bytes: more than a pipe keeps whole, less
+ * than the largest buffer. */
+static void
+write_many_lines(void)
+{
+    char path[160];
+
+    memset(path, 'p', sizeof(path) - 1);
+    path[sizeof(path) - 1] = '\0';
+    for (int i = 0; i < 100; i++) {
+        log_line line;
+
+        log_begin(&line, LOG_INFO, "request");
+        log_str(&line, "path", path);
+        log_int(&line, "status", 200);
+        log_end(&line);
+    }
+}
+
+/* On a regular file a batch may be as large as LOG_BUFFER_MAX: the 100
+ * lines wait for the flush, and then all arrive. */
+static void
+test_a_file_takes_large_batches(void **state)
+{
+    FILE *tmp = tmpfile();
+    int saved = dup(STDERR_FILENO);
+    struct stat st;
+
+    (void)state;
+    log_set_level(LOG_INFO);
+    dup2(fileno(tmp), STDERR_FILENO);
+    log_set_buffer(LOG_BUFFER_MAX);
+    assert_int_equal(log_get_buffer(), LOG_BUFFER_MAX);
+
+    write_many_lines();
+    fstat(fileno(tmp), &st);
+    assert_int_equal(st.st_size, 0);
+    log_set_buffer(0);
+    fstat(fileno(tmp), &st);
+    assert_true(st.st_size > 100 * 200);
+
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    fclose(tmp);
+}
+
+/* On a pipe no batch is larger than PIPE_BUF, the most a pipe keeps
+ * whole; the lines still all arrive, each whole. */
+static void
+test_a_pipe_takes_pipe_buf_batches(void **state)
+{
+    int fds[2];
+    int saved = dup(STDERR_FILENO);
+    static char all[65536];
+    size_t total = 0;
+    ssize_t n;
+    int lines = 0;
+
+    (void)state;
+    assert_int_equal(pipe(fds), 0);
+    log_set_level(LOG_INFO);
+    dup2(fds[1], STDERR_FILENO);
+    log_set_buffer(LOG_BUFFER_MAX);
+    assert_int_equal(log_get_buffer(), PIPE_BUF);
+
+    write_many_lines();
+    log_set_buffer(0);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fds[1]);
+
+    while ((n = read(fds[0], all + total, sizeof(all) - 1 - total)) > 0) {
+        total += (size_t)n;
+    }
+    close(fds[0]);
+    all[total] = '\0';
+    for (char *p = all; (p = strstr(p, "{\"ts\"")) != NULL; p++) {
+        char *end = strchr(p, '\n');
+
+        assert_non_null(end);
+        assert_int_equal(end[-1], '}');
+        lines++;
+    }
+    assert_int_equal(lines, 100);
 }
 
 static void
@@ -213,6 +301,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hostile_values_stay_json),
         cmocka_unit_test(test_buffered_lines_keep_their_order),
+        cmocka_unit_test(test_a_file_takes_large_batches),
+        cmocka_unit_test(test_a_pipe_takes_pipe_buf_batches),
         cmocka_unit_test(test_numbers_are_written_as_printf_would),
         cmocka_unit_test(test_libevent_messages_are_json_and_limited),
     };
