@@ -581,10 +581,14 @@ retry_after_ms(const char *header)
     return (int64_t)s * 1000;
 }
 
+/* The cloud is failing when it does not answer, or answers 5xx. A body
+ * over upstream.max_body came from a cloud that answers: it is one
+ * record's problem, and must not stop the fetches of every other one. */
 static void
 note_breaker(lookup *lk, const upstream_result *res)
 {
-    bool answered = res->outcome == UPSTREAM_ANSWERED;
+    bool answered = res->outcome == UPSTREAM_ANSWERED ||
+                    res->outcome == UPSTREAM_TOO_LARGE;
 
     if (!answered || res->status >= 500) {
         breaker_failure(lk->breaker);

@@ -8,12 +8,16 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "recgate/access.h"
@@ -540,6 +544,22 @@ on_accept_error(struct evconnlistener *lev, void *arg)
     log_end(&line);
 }
 
+/* An answer larger than what libevent writes at once (16 KiB) goes out
+ * in two writes, and so do pipelined answers; with Nagle's algorithm the
+ * second waits for the client's delayed ACK, about 40 ms on a kept-alive
+ * connection. Linux gives accepted sockets the listener's TCP_NODELAY,
+ * which saves a system call per connection. */
+static void
+set_no_delay(evutil_socket_t fd)
+{
+    int on = 1;
+
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0) {
+        log_msg(LOG_WARN, "cannot set TCP_NODELAY on the listener", "error",
+                strerror(errno));
+    }
+}
+
 /* Listens with SO_REUSEPORT, so that several worker processes can each
  * hold their own socket on the same port and the kernel spreads new
  * connections over them. */
@@ -574,6 +594,7 @@ bind_listener(server *srv, char *err, size_t err_size)
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return -1;
     }
+    set_no_delay(evconnlistener_get_fd(lev));
     srv->accept_resume = evtimer_new(srv->base, on_accept_resume, srv);
     accepting = srv;
     evconnlistener_set_error_cb(lev, on_accept_error);

@@ -160,6 +160,24 @@ class BadUpstreamBody(harness.RecgateTestCase):
         self.assertTrue(any("max_body" in json.dumps(line)
                             for line in warnings), warnings)
 
+    def test_oversized_record_does_not_open_the_breaker(self):
+        """One record whose body is over upstream.max_body, asked for more
+        often than upstream.breaker_failures (5): each ask is a 502
+        RECGATE.5022 that went to the cloud, never a 503 from an open
+        breaker, and another record is still fetched."""
+        self.sim.put_record("rec-huge", body=good_record("rec-huge"))
+        self.sim.fault(kind="huge", bytes=MAX_BODY + 4096, record="rec-huge")
+        for attempt in range(8):
+            reply = self.gw.get(harness.record_path("rec-huge"))
+            self.assertErrorReply(reply, 502, "RECGATE.5022")
+        self.assertEqual(self.upstream_count("rec-huge"), 8)
+
+        status, headers, body = self.gw.get(
+            harness.record_path("rec-success-1"))
+        self.assertEqual(status, 200, body[:200])
+        status, _, body = self.gw.get("/readyz")
+        self.assertEqual(json.loads(body)["breaker"], "closed", body)
+
     def test_body_under_max_body_is_served(self):
         """A valid body just under upstream.max_body is served and
         stored."""

@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -261,6 +262,54 @@ class RecordHeaders(harness.RecgateTestCase):
         status, _, body = conn.exchange("GET", "/healthz")
         self.assertEqual((status, body), (200, b'{"status":"ok"}'))
         self.assertEqual(self.upstream_count(), 1)
+
+
+# Far above a hit's time even in the sanitizer build, far below the
+# delayed ACK (40 ms) that an answer held back by Nagle's algorithm waits.
+HELD_BACK_MS = 25
+
+
+def median_ms(times):
+    return sorted(times)[len(times) // 2] * 1000
+
+
+class NotHeldBack(harness.RecgateTestCase):
+    """Answers that go out in more than one write (over libevent's 16 KiB
+    a write, or several pipelined ones) are not held back on a kept-alive
+    connection waiting for the client's delayed ACK."""
+
+    def test_large_hits_on_one_connection(self):
+        big = dict(harness.load_fixture(RECORD), id="rec-big",
+                   output="x" * 40000)
+        self.sim.put_record("rec-big", body=big)
+        conn = RawConnection(self.start_recgate())
+        self.addCleanup(conn.close)
+        path = harness.record_path("rec-big")
+        conn.exchange("GET", path)
+        times = []
+        for _ in range(9):
+            started = time.monotonic()
+            status, headers, body = conn.exchange("GET", path)
+            times.append(time.monotonic() - started)
+            self.assertEqual((status, headers["x-cache"]), (200, "HIT"))
+            self.assertGreater(len(body), 40000)
+        self.assertLess(median_ms(times), HELD_BACK_MS, times)
+
+    def test_pipelined_hits(self):
+        conn = RawConnection(self.start_recgate())
+        self.addCleanup(conn.close)
+        path = harness.record_path(RECORD)
+        request = ("GET %s HTTP/1.1\r\nHost: recgate\r\n\r\n" % path).encode()
+        conn.exchange("GET", path)
+        times = []
+        for _ in range(9):
+            started = time.monotonic()
+            conn.sock.sendall(request * 3)
+            answers = [conn.read_answer() for _ in range(3)]
+            times.append(time.monotonic() - started)
+            self.assertEqual([a[0] for a in answers], [200, 200, 200])
+        self.assertLess(median_ms(times), HELD_BACK_MS, times)
+        self.assertTrue(conn.nothing_more())
 
 
 class ConnectFraming(harness.RecgateTestCase):
