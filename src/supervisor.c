@@ -209,29 +209,39 @@ on_signal(supervisor *sv, int sig)
         signal_all(sv, SIGHUP);
         break;
     default:
+        /* The workers are told first: the log line may block on a full
+         * stderr pipe. */
         if (!sv->stopping) {
+            begin_stop(sv);
             log_msg(LOG_INFO, "stopping workers", "signal",
                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        } else {
+            begin_stop(sv);
         }
-        begin_stop(sv);
         break;
     }
 }
 
 /* A worker that has not exited by the end of its drain timeout plus a
- * grace is stuck (stopped by SIGSTOP, say, or spinning): it would keep
- * the port and the service manager waiting for ever. */
+ * grace is stuck (stopped by SIGSTOP, say, or spinning, or blocked on a
+ * full stderr pipe): it would keep the port and the service manager
+ * waiting for ever. All are killed before the log lines are written,
+ * since those writes may block on the same pipe. */
 static void
 kill_stragglers(supervisor *sv)
 {
     for (int i = 0; i < sv->n; i++) {
         if (sv->pids[i] > 0) {
-            log_worker(LOG_WARN,
-                       "worker did not stop within server.drain_timeout: "
-                       "killing it",
-                       i, sv->pids[i], -1);
             kill(sv->pids[i], SIGKILL);
             sv->killed = true;
+        }
+    }
+    for (int i = 0; i < sv->n; i++) {
+        if (sv->pids[i] > 0) {
+            log_worker(LOG_WARN,
+                       "worker did not stop within server.drain_timeout: "
+                       "killed it",
+                       i, sv->pids[i], -1);
         }
     }
     /* Their exits are reaped as they come, with no deadline left. */
