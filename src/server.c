@@ -145,6 +145,29 @@ method_name(enum evhttp_cmd_type type)
     }
 }
 
+/* The path without its query string: recgate ignores the query, and a
+ * client that put a secret there (?token=...) must not find it in the
+ * logs. */
+static void
+log_path(log_line *line, const char *uri)
+{
+    const char *query = strchr(uri, '?');
+    char path[2048]; /* more than the logger keeps of a value */
+    size_t len;
+
+    if (query == NULL) {
+        log_str(line, "path", uri);
+        return;
+    }
+    len = (size_t)(query - uri);
+    if (len > sizeof(path) - 1) {
+        len = sizeof(path) - 1;
+    }
+    memcpy(path, uri, len);
+    path[len] = '\0';
+    log_str(line, "path", path);
+}
+
 static void
 log_access(request_ctx *ctx, int status)
 {
@@ -156,7 +179,7 @@ log_access(request_ctx *ctx, int status)
     }
     log_str(&line, "request_id", ctx->request_id);
     log_str(&line, "method", method_name(evhttp_request_get_command(ctx->req)));
-    log_str(&line, "path", evhttp_request_get_uri(ctx->req));
+    log_path(&line, evhttp_request_get_uri(ctx->req));
     log_int(&line, "status", status);
     log_str(&line, "cache", ctx->cache);
     log_num(&line, "upstream_ms", ctx->upstream_ms);

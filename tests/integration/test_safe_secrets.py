@@ -262,6 +262,25 @@ class SafeSecrets(harness.RecgateTestCase):
             if sent:
                 self.assertNotIn(sent, logged, name)
 
+    def test_query_string_is_not_logged(self):
+        """A client that puts a secret in the query string (ignored by
+        recgate) does not find it in the log: the access line's path
+        stops before the '?'."""
+        gw = self.start_recgate()
+        path = harness.record_path("rec-success-1")
+        secret = "tok-in-the-url-0123456789"
+        for target in (path + "?token=" + secret, "/healthz?" + secret,
+                       harness.record_path("bad.id") + "?x=" + secret):
+            gw.get(target)
+        harness.wait_for(lambda: len([l for l in gw.log_lines()
+                                      if l.get("msg") == "request"]) >= 3,
+                         5)
+        self.assertNotIn(secret, gw.log_text())
+        paths = [l.get("path") for l in gw.log_lines()
+                 if l.get("msg") == "request"]
+        self.assertIn(path, paths)
+        self.assertIn("/healthz", paths)
+
     def test_request_id_with_line_breaks(self):
         """A request id folded over two lines (obs-fold), or with a bare
         LF or CR inside, is never echoed: the answer is a 400 or carries
