@@ -64,8 +64,7 @@ struct conn_guard {
     struct event *sweep;
     struct event *reap; /* lets closed connections go */
     size_t count;       /* open connections: those in the buckets */
-    size_t cap;
-    int cap_for;    /* the server.max_connections the cap was made from */
+    size_t cap;     /* see fitting_cap; made at start and reload */
     int64_t now_ms; /* the sweep's clock, read by the hot path */
     int64_t reclaimed_ms;
     LIST_HEAD(, guard_conn) buckets[GUARD_BUCKETS];
@@ -285,18 +284,6 @@ fitting_cap(int max_connections)
     return cap;
 }
 
-/* Made again after a reload (guard_reload) or a new
- * server.max_connections. */
-static size_t
-current_cap(conn_guard *g)
-{
-    if (g->cap_for != g->cfg->max_connections) {
-        g->cap_for = g->cfg->max_connections;
-        g->cap = fitting_cap(g->cap_for);
-    }
-    return g->cap;
-}
-
 /* Notes when the first byte of a request arrives. */
 static void
 on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -347,7 +334,7 @@ static struct bufferevent *
 on_new_connection(struct event_base *base, void *arg)
 {
     conn_guard *g = arg;
-    size_t cap = current_cap(g);
+    size_t cap = g->cap;
     tracked *t;
     struct timeval now = {0, 0};
 
@@ -412,7 +399,7 @@ guard_create(struct event_base *base, struct evhttp *http, const config *cfg,
     }
     LIST_INIT(&g->closed);
     make_rejection(g);
-    current_cap(g);
+    g->cap = fitting_cap(cfg->max_connections);
     g->sweep = event_new(base, -1, EV_PERSIST, on_sweep, g);
     event_add(g->sweep, &every);
     g->reap = event_new(base, -1, 0, on_reap, g);
@@ -444,7 +431,7 @@ guard_destroy(conn_guard *g)
 void
 guard_reload(conn_guard *g)
 {
-    g->cap_for = -1;
+    g->cap = fitting_cap(g->cfg->max_connections);
 }
 
 guard_conn *

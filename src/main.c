@@ -102,8 +102,6 @@ log_config_problems(char *text)
     }
 }
 
-/* Reads the config file again; the live config takes the new values of
- * keys that can change while running. */
 /* Reads cfg's tokens file as a start or a reload would; says why into
  * err when it cannot be used. */
 static bool
@@ -137,6 +135,8 @@ tokens_usable(const char *path, FILE *err)
     return ok;
 }
 
+/* Reads the config file again; the live config takes the new values of
+ * keys that can change while running. */
 static void
 reload_config(app *a)
 {

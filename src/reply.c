@@ -105,13 +105,23 @@ reply_etag_matches(const char *if_none_match, const char *etag)
 
 /* --- answers ----------------------------------------------------------- */
 
+static void add_as_headers(struct evhttp_request *req,
+                           const reply_lines *lines);
+
+void
+reply_lines_common(reply_lines *lines, const char *request_id)
+{
+    reply_lines_add(lines, "Content-Type", "application/json");
+    reply_lines_add(lines, "X-Request-Id", request_id);
+}
+
 void
 reply_common_headers(struct evhttp_request *req, const char *request_id)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    reply_lines lines = {.n = 0};
 
-    evhttp_add_header(out, "Content-Type", "application/json");
-    evhttp_add_header(out, "X-Request-Id", request_id);
+    reply_lines_common(&lines, request_id);
+    add_as_headers(req, &lines);
 }
 
 static const char *

@@ -278,8 +278,7 @@ send_record(request_ctx *ctx, const char *json, size_t len, bool finished,
     struct evbuffer *body;
     reply_lines lines = {.n = 0};
 
-    reply_lines_add(&lines, "Content-Type", "application/json");
-    reply_lines_add(&lines, "X-Request-Id", ctx->request_id);
+    reply_lines_common(&lines, ctx->request_id);
     reply_lines_add(&lines, "X-Cache",
                     strcmp(ctx->cache, "hit") == 0 ? "HIT" : "MISS");
     reply_lines_add(&lines, "Cache-Control",

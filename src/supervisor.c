@@ -200,6 +200,8 @@ any_running(const supervisor *sv)
 static void
 on_signal(supervisor *sv, int sig)
 {
+    bool first;
+
     switch (sig) {
     case SIGCHLD:
         reap(sv);
@@ -211,12 +213,11 @@ on_signal(supervisor *sv, int sig)
     default:
         /* The workers are told first: the log line may block on a full
          * stderr pipe. */
-        if (!sv->stopping) {
-            begin_stop(sv);
+        first = !sv->stopping;
+        begin_stop(sv);
+        if (first) {
             log_msg(LOG_INFO, "stopping workers", "signal",
                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        } else {
-            begin_stop(sv);
         }
         break;
     }

@@ -35,7 +35,7 @@ conn_guard *guard_create(struct event_base *base, struct evhttp *http,
 void guard_destroy(conn_guard *g);
 
 /* The config was reloaded: the cap is made again, from
- * server.max_connections and the open-file limit, when next used. */
+ * server.max_connections and the open-file limit. */
 void guard_reload(conn_guard *g);
 
 /* A request's headers have arrived: its connection is busy, and kept

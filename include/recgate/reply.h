@@ -81,6 +81,9 @@ typedef struct {
  * add a fixed set). */
 void reply_lines_add(reply_lines *lines, const char *name, const char *value);
 
+/* Adds the lines every answer carries, those reply_common_headers sets. */
+void reply_lines_common(reply_lines *lines, const char *request_id);
+
 /* Sends req's answer: the headers set so far and, as its body, what its
  * output buffer holds. Every answer goes out this way, framed so that a
  * kept-alive client stays in step whatever evhttp would do by itself:
